@@ -1,0 +1,3 @@
+//! The compute agent: what nova-compute's manager does.
+
+pub mod service;

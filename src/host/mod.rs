@@ -1,0 +1,3 @@
+//! Host inventory, read from a sysfs/procfs root (a fixture tree in tests).
+
+pub mod cli;

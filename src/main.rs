@@ -1,0 +1,74 @@
+//! The `novakvm` binary: one executable, several roles chosen by subcommand.
+
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+use novakvm::config::{self, ConfigSources};
+use novakvm::telemetry::{self, LogFormat};
+
+/// novakvm: a drop-in replacement for OpenStack nova-compute with its own KVM VMM.
+#[derive(Debug, Parser)]
+#[command(name = "novakvm", version, about)]
+struct Cli {
+    /// TOML configuration file (default: /etc/novakvm/novakvm.toml when it exists).
+    #[arg(long, global = true, value_name = "FILE")]
+    config: Option<std::path::PathBuf>,
+
+    /// An oslo-style nova.conf INI file read as well (e.g. /etc/nova/nova-cpu.conf).
+    #[arg(long = "nova-conf", global = true, value_name = "FILE")]
+    nova_conf: Vec<std::path::PathBuf>,
+
+    /// Log output format.
+    #[arg(long, global = true, value_enum, default_value_t = LogFormat::Text)]
+    log_format: LogFormat,
+
+    /// Log filter in RUST_LOG syntax (default: $RUST_LOG, else "info").
+    #[arg(long, global = true, value_name = "FILTER")]
+    log_filter: Option<String>,
+
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Run the compute agent (the nova-compute replacement).
+    Compute,
+    /// Run one VM in this process (started by the agent, or by hand for debugging).
+    Vmm(Box<novakvm::vmm::cli::VmmArgs>),
+    /// Inspect this host.
+    Host {
+        #[command(subcommand)]
+        command: novakvm::host::cli::HostCommand,
+    },
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    if let Err(e) = telemetry::init(cli.log_format, cli.log_filter.as_deref()) {
+        eprintln!("novakvm: {e}");
+        return ExitCode::from(2);
+    }
+    let sources = ConfigSources {
+        toml_file: cli.config.clone(),
+        nova_conf: cli.nova_conf.clone(),
+    };
+    match cli.command {
+        // The VMM takes its whole description from its spec or flags, not from config.
+        Command::Vmm(args) => novakvm::vmm::cli::run(*args),
+        Command::Compute => match config::load(&sources) {
+            Ok(cfg) => novakvm::compute::service::run(cfg),
+            Err(e) => config_failed(&e),
+        },
+        Command::Host { command } => match config::load(&sources) {
+            Ok(cfg) => novakvm::host::cli::run(&cfg, command),
+            Err(e) => config_failed(&e),
+        },
+    }
+}
+
+fn config_failed(e: &config::ConfigError) -> ExitCode {
+    eprintln!("novakvm: {e}");
+    ExitCode::from(2)
+}

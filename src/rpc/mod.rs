@@ -1,0 +1,3 @@
+//! oslo.messaging-compatible RPC over RabbitMQ (lapin + tokio).
+
+pub mod options;

@@ -1,0 +1,3 @@
+//! The per-VM process: one KVM virtual machine per `novakvm vmm` process.
+
+pub mod cli;

@@ -37,6 +37,8 @@ enum Command {
     Compute,
     /// Run one VM in this process (started by the agent, or by hand for debugging).
     Vmm(Box<novakvm::vmm::cli::VmmArgs>),
+    /// Print the effective configuration (all layers merged) as JSON.
+    ShowConfig,
     /// Inspect this host.
     Host {
         #[command(subcommand)]
@@ -59,6 +61,19 @@ fn main() -> ExitCode {
         Command::Vmm(args) => novakvm::vmm::cli::run(*args),
         Command::Compute => match config::load(&sources) {
             Ok(cfg) => novakvm::compute::service::run(cfg),
+            Err(e) => config_failed(&e),
+        },
+        Command::ShowConfig => match config::load(&sources) {
+            Ok(cfg) => match serde_json::to_string_pretty(&cfg) {
+                Ok(text) => {
+                    println!("{text}");
+                    ExitCode::SUCCESS
+                }
+                Err(e) => {
+                    eprintln!("novakvm: cannot print the configuration: {e}");
+                    ExitCode::from(1)
+                }
+            },
             Err(e) => config_failed(&e),
         },
         Command::Host { command } => match config::load(&sources) {

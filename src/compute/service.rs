@@ -17,7 +17,10 @@ pub enum ServiceError {
 
 /// Run the agent until SIGTERM or SIGINT.
 pub fn run(cfg: Config) -> ExitCode {
-    let rt = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+    let rt = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
         Ok(rt) => rt,
         Err(e) => {
             tracing::error!(error = %ServiceError::Runtime(e), "novakvm compute failed");
@@ -35,26 +38,36 @@ pub fn run(cfg: Config) -> ExitCode {
 
 async fn serve(cfg: Config) -> Result<(), ServiceError> {
     let shutdown = CancellationToken::new();
+    // Handlers go in before anything is announced, so no early signal is lost.
+    let signals = Signals::install()?;
+    tokio::spawn(signals.cancel_on_first(shutdown.clone()));
     tracing::info!(host = %cfg.default.host, "novakvm compute starting");
-    let signals = tokio::spawn(wait_for_signal(shutdown.clone()));
     shutdown.cancelled().await;
-    match signals.await {
-        Ok(res) => res?,
-        Err(e) => tracing::warn!(error = %e, "signal task ended abnormally"),
-    }
     tracing::info!("novakvm compute stopped");
     Ok(())
 }
 
-/// Cancel `token` on the first SIGTERM or SIGINT.
-async fn wait_for_signal(token: CancellationToken) -> Result<(), ServiceError> {
-    use tokio::signal::unix::{signal, SignalKind};
-    let mut term = signal(SignalKind::terminate()).map_err(ServiceError::Signal)?;
-    let mut int = signal(SignalKind::interrupt()).map_err(ServiceError::Signal)?;
-    tokio::select! {
-        _ = term.recv() => tracing::info!("SIGTERM received, stopping"),
-        _ = int.recv() => tracing::info!("SIGINT received, stopping"),
+/// SIGTERM and SIGINT streams, installed together.
+struct Signals {
+    term: tokio::signal::unix::Signal,
+    int: tokio::signal::unix::Signal,
+}
+
+impl Signals {
+    fn install() -> Result<Self, ServiceError> {
+        use tokio::signal::unix::{signal, SignalKind};
+        Ok(Self {
+            term: signal(SignalKind::terminate()).map_err(ServiceError::Signal)?,
+            int: signal(SignalKind::interrupt()).map_err(ServiceError::Signal)?,
+        })
     }
-    token.cancel();
-    Ok(())
+
+    /// Cancel `token` on the first SIGTERM or SIGINT.
+    async fn cancel_on_first(mut self, token: CancellationToken) {
+        tokio::select! {
+            _ = self.term.recv() => tracing::info!("SIGTERM received, stopping"),
+            _ = self.int.recv() => tracing::info!("SIGINT received, stopping"),
+        }
+        token.cancel();
+    }
 }

@@ -47,7 +47,9 @@ pub enum ConfigError {
 /// Load and validate the configuration.
 pub fn load(sources: &ConfigSources) -> Result<Config, ConfigError> {
     let figment = figment(sources)?;
-    let cfg: Config = figment.extract_lossy().map_err(|e| from_figment(&figment, e))?;
+    let cfg: Config = figment
+        .extract_lossy()
+        .map_err(|e| from_figment(&figment, e))?;
     report_unknown(&figment);
     validate(&cfg, &figment)?;
     Ok(cfg)
@@ -138,7 +140,11 @@ fn from_figment(figment: &Figment, err: figment::Error) -> ConfigError {
         },
         _ => ConfigError::File {
             file,
-            what: if key.is_empty() { what } else { format!("{key}: {what}") },
+            what: if key.is_empty() {
+                what
+            } else {
+                format!("{key}: {what}")
+            },
         },
     }
 }
@@ -171,7 +177,9 @@ fn report_unknown(figment: &Figment) {
         return;
     };
     for (section, value) in root {
-        let Value::Dict(_, opts) = value else { continue };
+        let Value::Dict(_, opts) = value else {
+            continue;
+        };
         for option in opts.keys() {
             if !known.iter().any(|(s, o)| *s == section && o == option) {
                 tracing::debug!(
@@ -219,26 +227,46 @@ fn validate(cfg: &Config, figment: &Figment) -> Result<(), ConfigError> {
         return Err(bad(
             "default",
             "transport_url",
-            format!("{:?}: only rabbit:// transports are supported", d.transport_url),
+            format!(
+                "{:?}: only rabbit:// transports are supported",
+                d.transport_url
+            ),
         ));
     }
     let ratios = [
         ("cpu_allocation_ratio", d.cpu_allocation_ratio),
         ("ram_allocation_ratio", d.ram_allocation_ratio),
         ("disk_allocation_ratio", d.disk_allocation_ratio),
-        ("initial_cpu_allocation_ratio", Some(d.initial_cpu_allocation_ratio)),
-        ("initial_ram_allocation_ratio", Some(d.initial_ram_allocation_ratio)),
-        ("initial_disk_allocation_ratio", Some(d.initial_disk_allocation_ratio)),
+        (
+            "initial_cpu_allocation_ratio",
+            Some(d.initial_cpu_allocation_ratio),
+        ),
+        (
+            "initial_ram_allocation_ratio",
+            Some(d.initial_ram_allocation_ratio),
+        ),
+        (
+            "initial_disk_allocation_ratio",
+            Some(d.initial_disk_allocation_ratio),
+        ),
     ];
     for (name, value) in ratios {
         if let Some(v) = value {
             if !(v.is_finite() && v > 0.0) {
-                return Err(bad("default", name, format!("{v} is not a positive number")));
+                return Err(bad(
+                    "default",
+                    name,
+                    format!("{v} is not a positive number"),
+                ));
             }
         }
     }
     if d.report_interval == 0 {
-        return Err(bad("default", "report_interval", "must be at least 1 second".into()));
+        return Err(bad(
+            "default",
+            "report_interval",
+            "must be at least 1 second".into(),
+        ));
     }
     if d.service_down_time <= d.report_interval {
         return Err(bad(
@@ -252,7 +280,11 @@ fn validate(cfg: &Config, figment: &Figment) -> Result<(), ConfigError> {
     }
     if d.max_concurrent_builds == 0 {
         // nova treats 0 as unlimited; novakvm needs a bound.
-        return Err(bad("default", "max_concurrent_builds", "0 (unlimited) is not supported; give a bound".into()));
+        return Err(bad(
+            "default",
+            "max_concurrent_builds",
+            "0 (unlimited) is not supported; give a bound".into(),
+        ));
     }
     let rabbit = &cfg.oslo_messaging_rabbit;
     if rabbit.rabbit_stream_fanout {
@@ -264,7 +296,11 @@ fn validate(cfg: &Config, figment: &Figment) -> Result<(), ConfigError> {
     }
     for (i, entry) in cfg.compute.reserved_huge_pages.iter().enumerate() {
         if let Err(what) = parse_reserved_huge_pages(entry) {
-            return Err(bad("compute", "reserved_huge_pages", format!("entry {} {entry:?}: {what}", i + 1)));
+            return Err(bad(
+                "compute",
+                "reserved_huge_pages",
+                format!("entry {} {entry:?}: {what}", i + 1),
+            ));
         }
     }
     Ok(())
@@ -288,14 +324,32 @@ pub fn parse_reserved_huge_pages(entry: &str) -> Result<ReservedHugePages, Strin
             .ok_or_else(|| format!("{part:?} is not key:value"))?;
         let v = v.trim();
         match k.trim() {
-            "node" => node = Some(v.parse::<u32>().map_err(|_| format!("node {v:?} is not a number"))?),
+            "node" => {
+                node = Some(
+                    v.parse::<u32>()
+                        .map_err(|_| format!("node {v:?} is not a number"))?,
+                )
+            }
             "size" => size = Some(parse_size_kib(v)?),
-            "count" => count = Some(v.parse::<u64>().map_err(|_| format!("count {v:?} is not a number"))?),
-            other => return Err(format!("unknown key {other:?} (expected node, size, count)")),
+            "count" => {
+                count = Some(
+                    v.parse::<u64>()
+                        .map_err(|_| format!("count {v:?} is not a number"))?,
+                )
+            }
+            other => {
+                return Err(format!(
+                    "unknown key {other:?} (expected node, size, count)"
+                ))
+            }
         }
     }
     match (node, size, count) {
-        (Some(node), Some(size_kib), Some(count)) => Ok(ReservedHugePages { node, size_kib, count }),
+        (Some(node), Some(size_kib), Some(count)) => Ok(ReservedHugePages {
+            node,
+            size_kib,
+            count,
+        }),
         _ => Err("node, size and count are all required".to_string()),
     }
 }
@@ -306,8 +360,14 @@ fn parse_size_kib(v: &str) -> Result<u64, String> {
     }
     let split = v.find(|c: char| !c.is_ascii_digit()).unwrap_or(v.len());
     let (num, unit) = v.split_at(split);
-    let n: u64 = num.parse().map_err(|_| format!("size {v:?} is not a size"))?;
-    let mult = match unit.trim().trim_end_matches(['B', 'b']).trim_end_matches('i') {
+    let n: u64 = num
+        .parse()
+        .map_err(|_| format!("size {v:?} is not a size"))?;
+    let mult = match unit
+        .trim()
+        .trim_end_matches(['B', 'b'])
+        .trim_end_matches('i')
+    {
         "K" | "k" => 1,
         "M" | "m" => 1024,
         "G" | "g" => 1024 * 1024,
@@ -317,9 +377,149 @@ fn parse_size_kib(v: &str) -> Result<u64, String> {
 }
 
 /// Parse a config from strings, for tests: (TOML text, INI texts).
-pub fn load_from_files(toml_file: Option<&Path>, nova_conf: &[&Path]) -> Result<Config, ConfigError> {
+pub fn load_from_files(
+    toml_file: Option<&Path>,
+    nova_conf: &[&Path],
+) -> Result<Config, ConfigError> {
     load(&ConfigSources {
         toml_file: toml_file.map(Path::to_path_buf),
         nova_conf: nova_conf.iter().map(|p| p.to_path_buf()).collect(),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::Write;
+
+    fn write(dir: &tempfile::TempDir, name: &str, text: &str) -> PathBuf {
+        let p = dir.path().join(name);
+        std::fs::File::create(&p)
+            .unwrap()
+            .write_all(text.as_bytes())
+            .unwrap();
+        p
+    }
+
+    #[test]
+    fn defaults_are_novas() {
+        let d = DefaultOptions::default();
+        assert_eq!(d.reserved_host_memory_mb, 512);
+        assert_eq!(d.initial_cpu_allocation_ratio, 4.0);
+        assert_eq!(d.report_interval, 10);
+        assert_eq!(d.service_down_time, 60);
+        assert_eq!(
+            d.instances_path(),
+            PathBuf::from("/var/lib/novakvm/instances")
+        );
+    }
+
+    #[test]
+    fn layers_in_order_defaults_ini_toml() {
+        let dir = tempfile::tempdir().unwrap();
+        let ini = write(
+            &dir,
+            "nova-cpu.conf",
+            "[DEFAULT]\nhost = from-ini\nreserved_host_memory_mb = 1024\nmy_ip = 10.0.0.1\n\
+             [compute]\ncpu_dedicated_set = 2-3\nreserved_huge_pages = node:0,size:2048,count:4\n\
+             reserved_huge_pages = node:1,size:1GB,count:1\n[libvirt]\nvirt_type = kvm\n\
+             [pci]\ndevice_spec = {\"devname\": \"eth3\", \"physical_network\": \"physnet2\"}\n",
+        );
+        let toml = write(
+            &dir,
+            "n.toml",
+            "[DEFAULT]\nhost = \"from-toml\"\n[compute]\ncpu_shared_set = \"0-1\"\n",
+        );
+        let cfg = load_from_files(Some(&toml), &[&ini]).unwrap();
+        assert_eq!(cfg.default.host, "from-toml");
+        assert_eq!(cfg.default.reserved_host_memory_mb, 1024);
+        assert_eq!(cfg.compute.cpu_dedicated_set.as_deref(), Some("2-3"));
+        assert_eq!(cfg.compute.cpu_shared_set.as_deref(), Some("0-1"));
+        assert_eq!(cfg.compute.reserved_huge_pages.len(), 2);
+        assert_eq!(cfg.pci.device_spec.len(), 1);
+        let r = parse_reserved_huge_pages(&cfg.compute.reserved_huge_pages[1]).unwrap();
+        assert_eq!(
+            r,
+            ReservedHugePages {
+                node: 1,
+                size_kib: 1024 * 1024,
+                count: 1
+            }
+        );
+    }
+
+    #[test]
+    fn reserved_huge_pages_errors() {
+        assert!(parse_reserved_huge_pages("node:0,size:2048").is_err());
+        assert!(parse_reserved_huge_pages("node:x,size:2048,count:1").is_err());
+        assert!(parse_reserved_huge_pages("node:0,size:2XB,count:1").is_err());
+        assert!(parse_reserved_huge_pages("node:0,colour:red,size:2048,count:1").is_err());
+        assert_eq!(
+            parse_reserved_huge_pages("node:0,size:2MiB,count:3")
+                .unwrap()
+                .size_kib,
+            2048
+        );
+    }
+
+    #[test]
+    fn bad_reserved_huge_pages_names_the_option() {
+        let dir = tempfile::tempdir().unwrap();
+        let ini = write(
+            &dir,
+            "a.conf",
+            "[compute]\nreserved_huge_pages = node:0,size:2048\n",
+        );
+        let err = load_from_files(None, &[&ini]).unwrap_err().to_string();
+        assert!(
+            err.contains("a.conf") && err.contains("[compute] reserved_huge_pages"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn service_down_time_must_exceed_report_interval() {
+        let dir = tempfile::tempdir().unwrap();
+        let t = write(
+            &dir,
+            "t.toml",
+            "[DEFAULT]\nreport_interval = 30\nservice_down_time = 20\n",
+        );
+        let err = load_from_files(Some(&t), &[]).unwrap_err();
+        match err {
+            ConfigError::Option {
+                section,
+                option,
+                file,
+                ..
+            } => {
+                assert_eq!(section, "DEFAULT");
+                assert_eq!(option, "service_down_time");
+                assert!(file.ends_with("t.toml"));
+            }
+            other => panic!("{other}"),
+        }
+    }
+
+    #[test]
+    fn libvirt_driver_from_devstack_is_accepted_and_others_are_not() {
+        let dir = tempfile::tempdir().unwrap();
+        let ok = write(
+            &dir,
+            "ok.conf",
+            "[DEFAULT]\ncompute_driver = libvirt.LibvirtDriver\n",
+        );
+        assert!(load_from_files(None, &[&ok]).is_ok());
+        let bad = write(
+            &dir,
+            "bad.conf",
+            "[DEFAULT]\ncompute_driver = ironic.IronicDriver\n",
+        );
+        assert!(load_from_files(None, &[&bad]).is_err());
+        let bad = write(&dir, "bad2.conf", "[DEFAULT]\ntransport_url = kafka://x\n");
+        assert!(load_from_files(None, &[&bad])
+            .unwrap_err()
+            .to_string()
+            .contains("transport_url"));
+    }
 }

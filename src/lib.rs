@@ -13,4 +13,5 @@ pub mod config;
 pub mod host;
 pub mod rpc;
 pub mod telemetry;
+pub mod virt;
 pub mod vmm;

@@ -1,0 +1,9 @@
+//! The virt layer: what nova/virt/driver.py is to nova. The compute manager
+//! talks only to [`ComputeDriver`]; [`fake::FakeDriver`] keeps its semantics
+//! in memory (with failure injection) so the manager's paths are testable
+//! without KVM, and the KVM driver runs each VM as a `novakvm vmm` process.
+
+pub mod driver;
+pub mod fake;
+
+pub use driver::*;

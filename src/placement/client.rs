@@ -617,6 +617,18 @@ impl PlacementClient {
         }
     }
 
+    /// `GET /resource_providers/{uuid}/usages` (no microversion): what is
+    /// allocated per resource class.
+    pub async fn get_usages(&self, uuid: &str) -> Result<BTreeMap<String, u64>> {
+        #[derive(Deserialize)]
+        struct Doc {
+            usages: BTreeMap<String, u64>,
+        }
+        let path = format!("/resource_providers/{uuid}/usages");
+        let doc: Doc = self.call(Method::GET, &path, None, None, 200).await?;
+        Ok(doc.usages)
+    }
+
     /// `GET /resource_providers/{uuid}/traits` (1.6): generation and traits.
     pub async fn get_provider_traits(&self, uuid: &str) -> Result<(u64, BTreeSet<String>)> {
         let path = format!("/resource_providers/{uuid}/traits");

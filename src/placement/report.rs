@@ -11,7 +11,9 @@
 //!   and redrives the whole update, up to `conflict_retries` times;
 //! - inventory that would drop below usage (409 `placement.inventory.inuse`)
 //!   is returned as [`PlacementError::InventoryInUse`]; nothing is forced and
-//!   the next update tries again.
+//!   the next update tries again. Placement itself accepts a total below
+//!   usage (it only logs), so a shrinking class is checked against
+//!   `GET .../usages` first and kept as it is while the rest is updated.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
@@ -187,7 +189,11 @@ impl Reporter {
             );
         }
 
-        let wanted_inv = tree::inventories(host, &self.settings.resources, &c.state.inventories)?;
+        let mut wanted_inv =
+            tree::inventories(host, &self.settings.resources, &c.state.inventories)?;
+        let in_use = self
+            .keep_what_is_in_use(&uuid, &c.state.inventories, &mut wanted_inv)
+            .await?;
         let mut inventory_written = false;
         if !tree::inventories_equal(&wanted_inv, &c.state.inventories) {
             self.client
@@ -220,6 +226,12 @@ impl Reporter {
             traits_written = true;
         }
 
+        if !in_use.is_empty() {
+            return Err(PlacementError::InventoryInUse {
+                provider: uuid,
+                detail: in_use.join("; "),
+            });
+        }
         Ok(UpdateOutcome {
             created,
             inventory_written,
@@ -227,6 +239,53 @@ impl Reporter {
             conflicts: 0,
             state: c.state.clone(),
         })
+    }
+
+    /// Placement accepts inventory below what is allocated (it only logs a
+    /// warning), so check first: where a class would shrink below its usage
+    /// (or vanish while in use), keep its current record and say so. The
+    /// other classes are still updated.
+    async fn keep_what_is_in_use(
+        &self,
+        uuid: &str,
+        current: &BTreeMap<String, Inventory>,
+        wanted: &mut BTreeMap<String, Inventory>,
+    ) -> Result<Vec<String>> {
+        let shrinking: Vec<&String> = current
+            .iter()
+            .filter(|(rc, cur)| {
+                wanted
+                    .get(*rc)
+                    .map_or(true, |w| w.capacity() < cur.capacity())
+            })
+            .map(|(rc, _)| rc)
+            .collect();
+        if shrinking.is_empty() {
+            return Ok(Vec::new());
+        }
+        let usages = self.client.get_usages(uuid).await?;
+        let mut problems = Vec::new();
+        for rc in shrinking {
+            let used = usages.get(rc).copied().unwrap_or(0);
+            if used == 0 {
+                continue;
+            }
+            let capacity = wanted.get(rc).map_or(0.0, Inventory::capacity);
+            if (used as f64) > capacity {
+                let what = match wanted.get(rc) {
+                    Some(w) => format!(
+                        "{rc}: {used} in use, new capacity would be {capacity} (total {} - reserved {}) x ratio {}",
+                        w.total, w.reserved, w.allocation_ratio
+                    ),
+                    None => format!("{rc}: {used} in use, the class would be removed"),
+                };
+                problems.push(what);
+                if let Some(cur) = current.get(rc) {
+                    wanted.insert(rc.clone(), *cur);
+                }
+            }
+        }
+        Ok(problems)
     }
 
     /// Read the provider (inventories, aggregates, traits) or create it.

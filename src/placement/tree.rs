@@ -77,6 +77,14 @@ impl Inventory {
     }
 }
 
+impl Inventory {
+    /// What can be allocated: `(total - reserved) * allocation_ratio`, as
+    /// Placement computes it.
+    pub fn capacity(&self) -> f64 {
+        (self.total.saturating_sub(self.reserved)) as f64 * self.allocation_ratio
+    }
+}
+
 /// Whether two inventory sets are the same (see [`Inventory::same_as`]).
 pub fn inventories_equal(a: &BTreeMap<String, Inventory>, b: &BTreeMap<String, Inventory>) -> bool {
     a.len() == b.len()

@@ -61,22 +61,9 @@ pub fn stop_placement(port: u16) {
     assert!(status.success(), "start-placement --stop failed");
 }
 
-/// Restart the Placement on `port` keeping its database.
+/// Start the Placement on `port` again on the same database (after it was
+/// stopped by killing gunicorn).
 pub fn restart_keeping_db(port: u16) -> String {
-    // Without --fresh the script reuses a live instance; kill just gunicorn.
-    let pidfile = format!(
-        "{}/novakvm-placement-{port}/gunicorn.pid",
-        std::env::var("TMPDIR").unwrap_or_else(|_| "/tmp".to_string())
-    );
-    let pid = std::fs::read_to_string(pidfile).expect("pid file");
-    let pid: i32 = pid.trim().parse().expect("pid");
-    let _ = Command::new("kill").arg(pid.to_string()).status();
-    for _ in 0..50 {
-        if !std::path::Path::new(&format!("/proc/{pid}")).exists() {
-            break;
-        }
-        std::thread::sleep(Duration::from_millis(100));
-    }
     url_after_start(port)
 }
 

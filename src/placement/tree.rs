@@ -797,4 +797,39 @@ mod tests {
         assert!(!a.same_as(&record(10, 1.2, 0)));
         assert!(!a.same_as(&record(11, 1.1, 0)));
     }
+
+    proptest::proptest! {
+        /// For any host and settings: no class with total 0, max_unit = total,
+        /// reserved <= total, capacity >= 0; or a clear error, never a panic.
+        #[test]
+        fn inventory_invariants(
+            shared in proptest::collection::vec(0u32..512, 0..64),
+            dedicated in proptest::collection::vec(512u32..1024, 0..64),
+            memory_mb in 0u64..(1 << 40),
+            disk_gb in 0u64..(1 << 30),
+            reserved_cpus in 0u32..128,
+            reserved_mem in 0u64..(1 << 20),
+            reserved_disk_mb in 0u64..(1 << 30),
+            cpu_ratio in proptest::option::of(-1.0f64..64.0),
+        ) {
+            let h = HostResources { shared_cpus: shared, dedicated_cpus: dedicated, memory_mb, disk_gb, ..host() };
+            let s = ResourceSettings {
+                reserved_host_cpus: reserved_cpus,
+                reserved_host_memory_mb: reserved_mem,
+                reserved_host_disk_mb: reserved_disk_mb,
+                cpu_allocation_ratio: cpu_ratio,
+                ..ResourceSettings::default()
+            };
+            if let Ok(inv) = inventories(&h, &s, &BTreeMap::new()) {
+                for (rc, i) in &inv {
+                    proptest::prop_assert!(i.total > 0, "{rc}");
+                    proptest::prop_assert_eq!(i.max_unit, i.total);
+                    proptest::prop_assert!(i.reserved <= i.total);
+                    proptest::prop_assert!(i.capacity() >= 0.0);
+                    proptest::prop_assert!(i.allocation_ratio > 0.0);
+                }
+                proptest::prop_assert_eq!(inv.contains_key(PCPU), !h.dedicated_cpus.is_empty());
+            }
+        }
+    }
 }

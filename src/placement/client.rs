@@ -362,7 +362,10 @@ impl PlacementClient {
     pub async fn check_version(&self, needed: Microversion) -> Result<()> {
         let (min, max) = self.server_versions().await?;
         if needed < min || needed > max {
-            let url = self.auth.config().endpoint.clone().unwrap_or_default();
+            let url = match self.auth.credentials(&self.http).await {
+                Ok((_, endpoint)) => endpoint,
+                Err(_) => "(unknown endpoint)".to_string(),
+            };
             return Err(PlacementError::Microversion {
                 url,
                 min,

@@ -9,7 +9,7 @@ mod common;
 
 use std::sync::{Arc, Mutex};
 
-use common::{client, host, raw, shared_placement};
+use common::{client, host, raw, shared_placement_at};
 use novakvm::placement::{ReportSettings, Reporter};
 use serde_json::{json, Value};
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
@@ -122,7 +122,7 @@ fn c(m: &str, p: &str, v: Option<&str>) -> (String, String, Option<String>) {
 
 #[tokio::test]
 async fn requests_match_stock_nova_compute() {
-    let upstream = shared_placement();
+    let upstream = shared_placement_at(18784);
     let (url, seen) = recording_proxy(upstream.clone()).await;
     let mut h = host("wire");
     h.cpu_flags.clear();

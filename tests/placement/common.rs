@@ -89,7 +89,13 @@ static SHARED: OnceLock<String> = OnceLock::new();
 
 /// The Placement shared by this test binary (started once, fresh database).
 pub fn shared_placement() -> String {
-    SHARED.get_or_init(|| start_placement(SHARED_PORT)).clone()
+    shared_placement_at(SHARED_PORT)
+}
+
+/// Same on another port, for test binaries that must not share an instance
+/// with the one cargo ran just before (its clean-up could race with ours).
+pub fn shared_placement_at(port: u16) -> String {
+    SHARED.get_or_init(|| start_placement(port)).clone()
 }
 
 /// Quick retries so failure tests stay short.

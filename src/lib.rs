@@ -4,6 +4,7 @@
 //! - [`config`]: figment configuration (defaults < TOML < nova.conf INI < environment).
 //! - [`telemetry`]: tracing setup.
 //! - [`host`]: host inventory read from a sysfs/procfs root; the `host` CLI.
+//! - [`objects`]: nova versioned objects (wire form, registry, typed views).
 //! - [`rpc`]: oslo.messaging-compatible RPC over RabbitMQ.
 //! - [`compute`]: the compute agent (the nova-compute manager).
 //! - [`vmm`]: the per-VM process (KVM); the only module with `unsafe` besides `host`.
@@ -11,6 +12,7 @@
 pub mod compute;
 pub mod config;
 pub mod host;
+pub mod objects;
 pub mod rpc;
 pub mod telemetry;
 pub mod vmm;

@@ -378,3 +378,70 @@ fn instance_save_reply_is_applied_like_remotable() {
         assert_eq!(inst.object().get(k), Some(v), "{k}");
     }
 }
+
+/// A wrong-typed value for each field kind (None: nothing is wrong for it).
+fn wrong_value(kind: registry::FieldKind) -> Option<Value> {
+    use registry::FieldKind as K;
+    Some(match kind {
+        K::Any => return None,
+        K::Boolean => json!("yes"),
+        K::String | K::Uuid | K::JsonString | K::IpNetwork | K::DateTime | K::IpAddress => {
+            json!(12345)
+        }
+        K::Integer | K::Number => json!("12"),
+        _ => json!(true),
+    })
+}
+
+/// Mutation check of schemas and registry together: for every field of
+/// every captured object, a wrong-typed value is rejected by both the
+/// object's JSON Schema and `registry::validate`, and by the typed view.
+#[test]
+fn wrong_types_in_captured_objects_are_rejected_by_schema_and_registry() {
+    let mut schemas = Schemas::new();
+    let mut samples: BTreeMap<String, Value> = BTreeMap::new();
+    for path in capture_files() {
+        walk(&read(&path), &mut |v| {
+            let name = v[KEY_NAME].as_str().unwrap().to_owned();
+            samples.entry(name).or_insert_with(|| v.clone());
+        });
+    }
+    let mut mutations = 0;
+    for (name, v) in &samples {
+        let def = registry::lookup(name).unwrap();
+        for field in v["nova_object.data"].as_object().unwrap().keys() {
+            let Some(f) = def.field(field) else { continue };
+            let Some(bad) = wrong_value(f.kind) else {
+                continue;
+            };
+            let mut m = v.clone();
+            m["nova_object.data"][field] = bad;
+            assert!(
+                !schemas.for_name(name).is_valid(&m),
+                "schema accepts {name}.{field} = wrong type"
+            );
+            let o = NovaObject::from_value(&m).unwrap();
+            let err = registry::validate(&o).unwrap_err().to_string();
+            assert!(err.contains(field.as_str()), "{err}");
+            assert!(AnyView::from_object(o).is_err() || !AnyView::NAMES.contains(&name.as_str()));
+            mutations += 1;
+            if !f.nullable {
+                m["nova_object.data"][field] = Value::Null;
+                assert!(
+                    !schemas.for_name(name).is_valid(&m),
+                    "schema accepts null in non-nullable {name}.{field}"
+                );
+                let o = NovaObject::from_value(&m).unwrap();
+                assert!(registry::validate(&o).is_err(), "{name}.{field} null");
+                mutations += 1;
+            }
+        }
+        // And a version newer than ours is refused by both.
+        let mut m = v.clone();
+        let ours = registry::version_of(name).unwrap();
+        m["nova_object.version"] = json!(format!("{}.{}", ours.major, ours.minor + 1));
+        assert!(!schemas.for_name(name).is_valid(&m), "{name} newer version");
+        assert!(registry::validate(&NovaObject::from_value(&m).unwrap()).is_err());
+    }
+    assert!(mutations > 450, "only {mutations} mutations");
+}

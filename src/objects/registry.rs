@@ -243,6 +243,16 @@ pub fn validate_value(v: &Value) -> Result<NovaObject, ObjectError> {
     Ok(obj)
 }
 
+/// A nested value that is not a readable object primitive.
+fn nested_err(path: &str, f: &FieldDef, v: &Value, e: &ObjectError) -> ObjectError {
+    ObjectError::FieldType {
+        object: path.to_owned(),
+        field: f.name.to_owned(),
+        expected: f.kind.describe(),
+        found: format!("{} ({e})", short(v)),
+    }
+}
+
 fn check_field(path: &str, f: &FieldDef, v: &Value) -> Result<(), ObjectError> {
     let wrong = || ObjectError::FieldType {
         object: path.to_owned(),
@@ -295,7 +305,7 @@ fn check_field(path: &str, f: &FieldDef, v: &Value) -> Result<(), ObjectError> {
             all(v, &|x| all_values(x, &|y| y.is_string() || y.is_null()))
         }
         FieldKind::Object(_) => {
-            let nested = NovaObject::from_value(v)?;
+            let nested = NovaObject::from_value(v).map_err(|e| nested_err(path, f, v, &e))?;
             let sub = format!("{path}.{}:{}", f.name, nested.name());
             validate_at(&nested, &sub)?;
             true
@@ -305,7 +315,8 @@ fn check_field(path: &str, f: &FieldDef, v: &Value) -> Result<(), ObjectError> {
                 return Err(wrong());
             };
             for (i, item) in items.iter().enumerate() {
-                let nested = NovaObject::from_value(item)?;
+                let nested =
+                    NovaObject::from_value(item).map_err(|e| nested_err(path, f, item, &e))?;
                 let sub = format!("{path}.{}[{i}]:{}", f.name, nested.name());
                 validate_at(&nested, &sub)?;
             }

@@ -58,6 +58,30 @@ pub fn object_class_action_versions_args(
     }))
 }
 
+/// Arguments of the conductor's `object_backport_versions(objinst,
+/// object_versions)` call: what oslo's serializer sends when it receives an
+/// object at a version it cannot read ([`needs_backport`]). The conductor
+/// answers with the object written at our versions.
+pub fn object_backport_versions_args(objinst: &Value) -> Result<Value, ObjectError> {
+    let obj = NovaObject::from_value(objinst)?;
+    let manifest =
+        registry::manifest_json(obj.name()).ok_or_else(|| ObjectError::UnknownObject {
+            name: obj.name().to_owned(),
+            version: obj.version().to_owned(),
+        })?;
+    Ok(json!({"objinst": objinst, "object_versions": manifest}))
+}
+
+/// True when `obj` is a nova object we know, written at a version we cannot
+/// read (newer minor or other major): oslo's serializer then asks the
+/// conductor to backport it instead of failing.
+pub fn needs_backport(obj: &NovaObject) -> bool {
+    matches!(
+        registry::check_version(obj),
+        Err(ObjectError::UnsupportedVersion { .. })
+    )
+}
+
 /// The conductor's answer to `object_action`: `[updates, result]`.
 #[derive(Debug, Clone, PartialEq)]
 pub struct ActionReply {
@@ -176,6 +200,30 @@ mod tests {
         let ok = ActionReply::parse(&json!([{"obj_what_changed": []}, 5])).unwrap();
         assert!(ok.updates.is_empty());
         assert_eq!(ok.result, json!(5));
+    }
+
+    #[test]
+    fn backport_is_asked_only_for_known_objects_we_cannot_read() {
+        let prim = |name: &str, ver: &str| {
+            json!({"nova_object.name": name, "nova_object.namespace": "nova",
+                   "nova_object.version": ver, "nova_object.data": {}})
+        };
+        let newer = prim("Flavor", "1.3");
+        assert!(needs_backport(&NovaObject::from_value(&newer).unwrap()));
+        let args = object_backport_versions_args(&newer).unwrap();
+        assert_eq!(args["object_versions"], json!({"Flavor": "1.2"}));
+        assert_eq!(args["objinst"], newer);
+        assert!(!needs_backport(
+            &NovaObject::from_value(&prim("Flavor", "1.2")).unwrap()
+        ));
+        assert!(!needs_backport(
+            &NovaObject::from_value(&prim("Flavor", "1.2.7")).unwrap()
+        ));
+        assert!(!needs_backport(
+            &NovaObject::from_value(&prim("Alien", "9.0")).unwrap()
+        ));
+        assert!(object_backport_versions_args(&prim("Alien", "9.0")).is_err());
+        assert!(object_backport_versions_args(&json!("garbage")).is_err());
     }
 
     #[test]

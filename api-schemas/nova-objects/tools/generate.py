@@ -103,7 +103,7 @@ def object_schema(name, d):
         'properties': {
             'nova_object.name': {'const': name},
             'nova_object.namespace': {'const': 'nova'},
-            'nova_object.version': {'type': 'string', 'pattern': f'^{major}\\.({minor_pattern(minor)})$'},
+            'nova_object.version': {'type': 'string', 'pattern': f'^{major}\\.({minor_pattern(minor)})(\\.[0-9]+)?$'},
             'nova_object.data': {'type': 'object', 'properties': props},
             'nova_object.changes': {'type': 'array', 'items': STR},
         },

@@ -302,6 +302,54 @@ fn numa_topology_string_round_trip() {
 }
 
 #[test]
+fn libvirt_kvm_compute_node_validates() {
+    use novakvm::objects::compute::{
+        libvirt_version_number, ComputeNodeResources, HvSpecTriple, HYPERVISOR_TYPE_QEMU,
+    };
+    let r = ComputeNodeResources {
+        uuid: "6f1e7c1a-3a55-4c55-9d7e-0b8e1b0c9a11".into(),
+        host: "cmp1".into(),
+        hypervisor_hostname: "cmp1.example".into(),
+        service_id: None,
+        vcpus: 2,
+        memory_mb: 7958,
+        local_gb: 40,
+        vcpus_used: 0,
+        memory_mb_used: 512,
+        local_gb_used: 0,
+        hypervisor_type: HYPERVISOR_TYPE_QEMU.into(),
+        hypervisor_version: libvirt_version_number(8, 2, 2),
+        cpu_info: "{}".into(),
+        disk_available_least: Some(38),
+        host_ip: Some("10.0.0.5".parse().unwrap()),
+        numa_topology: Some(NUMATopology::from_cells(&[NumaCellSpec {
+            cpuset: vec![0, 1],
+            memory_mb: 7958,
+            mempages: vec![(4, 2_037_248, 0)],
+            ..Default::default()
+        }])),
+        supported_hv_specs: HvSpecTriple::libvirt_kvm("x86_64"),
+        stats: Default::default(),
+        cpu_allocation_ratio: 4.0,
+        ram_allocation_ratio: 1.0,
+        disk_allocation_ratio: 1.0,
+    };
+    let cn = ComputeNode::for_create(&r);
+    novakvm::objects::compute::check_outgoing(cn.object()).unwrap();
+    assert_eq!(cn.hypervisor_version(), Some(8_002_002));
+    assert_eq!(cn.hypervisor_type(), Some("QEMU"));
+    // An unknown service id is left unset rather than sent as null.
+    assert!(!cn.object().is_set("service_id"));
+    let specs = cn.supported_hv_specs().unwrap();
+    assert_eq!(specs[1].hv_type(), Some("kvm"));
+    assert_eq!(
+        cn.numa().unwrap().unwrap().cells().unwrap()[0].memory(),
+        Some(7958)
+    );
+    assert_eq!(cn.host_ip(), Some("10.0.0.5"));
+}
+
+#[test]
 fn cpu_info_is_the_libvirt_driver_shape() {
     let ci = CpuInfo {
         arch: "x86_64".into(),

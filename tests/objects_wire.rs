@@ -445,3 +445,58 @@ fn wrong_types_in_captured_objects_are_rejected_by_schema_and_registry() {
     }
     assert!(mutations > 450, "only {mutations} mutations");
 }
+
+/// The objects of a real build_and_run_instance cast (0047) read through
+/// typed views: what the compute agent needs to build the VM.
+#[test]
+fn build_and_run_instance_args_read_through_typed_views() {
+    use novakvm::objects::views::{
+        BlockDeviceMappingList, Instance, NetworkRequestList, RequestSpec,
+    };
+    let c = capture("0047-");
+    let args = &c["message"]["args"];
+    let inst = Instance::from_value(&args["instance"]).unwrap();
+    assert_eq!(inst.uuid(), Some("05ea1567-0ef5-4053-a6b4-6cc1a0241115"));
+    assert_eq!(inst.vm_state(), Some("building"));
+    assert_eq!(inst.task_state(), Some("scheduling"));
+    assert_eq!(inst.host(), None);
+    assert_eq!(inst.memory_mb(), Some(512));
+    assert_eq!(inst.power_state(), Some(0));
+    assert!(inst.created_at().is_some());
+    let flavor = inst.flavor().unwrap().unwrap();
+    assert_eq!(flavor.name(), Some("m1.tiny"));
+    assert_eq!(flavor.vcpus(), Some(1));
+    assert_eq!(flavor.rxtx_factor(), Some(1.0));
+    assert!(flavor.extra_specs().is_empty());
+    assert_eq!(
+        inst.system_metadata()
+            .get("image_disk_format")
+            .map(String::as_str),
+        Some("raw")
+    );
+    assert_eq!(
+        inst.info_cache().unwrap().unwrap().network_info(),
+        Some("[]")
+    );
+    assert!(inst.numa_topology().unwrap().is_none());
+
+    let spec = RequestSpec::from_value(&args["request_spec"]).unwrap();
+    let image = spec.image().unwrap().unwrap();
+    assert_eq!(image.disk_format(), Some("raw"));
+    assert_eq!(image.size(), Some(1_048_576));
+    let props = image.properties().unwrap().unwrap();
+    assert_eq!(props.hw_machine_type(), None);
+    assert_eq!(spec.num_instances(), Some(1));
+
+    let nets = NetworkRequestList::from_value(&args["requested_networks"]).unwrap();
+    let nets = nets.objects().unwrap();
+    assert_eq!(nets.len(), 1);
+    assert_eq!(nets[0].network_id(), Some("none"));
+
+    let bdms = BlockDeviceMappingList::from_value(&args["block_device_mapping"]).unwrap();
+    let bdms = bdms.objects().unwrap();
+    assert_eq!(bdms[0].source_type(), Some("image"));
+    assert_eq!(bdms[0].destination_type(), Some("local"));
+    assert_eq!(bdms[0].boot_index(), Some(0));
+    assert_eq!(bdms[0].delete_on_termination(), Some(true));
+}

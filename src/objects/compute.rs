@@ -101,6 +101,35 @@ pub struct HvSpecTriple {
     pub vm_mode: String,
 }
 
+impl HvSpecTriple {
+    /// Builds a triple.
+    pub fn new(arch: &str, hv_type: &str, vm_mode: &str) -> Self {
+        Self {
+            arch: arch.to_owned(),
+            hv_type: hv_type.to_owned(),
+            vm_mode: vm_mode.to_owned(),
+        }
+    }
+
+    /// What the libvirt driver reports for a KVM host of `arch`
+    /// (`_get_instance_capabilities`: libvirt lists domain types `qemu`
+    /// then `kvm` for each guest arch). The scheduler's
+    /// ImagePropertiesFilter matches image `hw_architecture`,
+    /// `img_hv_type` and `hw_vm_mode` against these.
+    pub fn libvirt_kvm(arch: &str) -> Vec<Self> {
+        vec![
+            Self::new(arch, "qemu", "hvm"),
+            Self::new(arch, "kvm", "hvm"),
+        ]
+    }
+}
+
+/// `hypervisor_version` as libvirt encodes a version (e.g. QEMU 8.2.2 ->
+/// 8002002): `major * 1_000_000 + minor * 1_000 + micro`.
+pub fn libvirt_version_number(major: u32, minor: u32, micro: u32) -> i64 {
+    i64::from(major) * 1_000_000 + i64::from(minor) * 1_000 + i64::from(micro)
+}
+
 impl HVSpec {
     /// Builds an HVSpec with the three fields set (as the resource tracker does).
     pub fn from_triple(t: &HvSpecTriple) -> Self {
@@ -211,7 +240,7 @@ pub struct ComputeNodeResources {
     pub host: String,
     /// Hypervisor host name (the node name).
     pub hypervisor_hostname: String,
-    /// Id of the Service record (from `Service.create`).
+    /// Id of the Service record (from `Service.create`); left unset when `None`.
     pub service_id: Option<i64>,
     /// Usable host CPUs.
     pub vcpus: i64,
@@ -255,7 +284,9 @@ impl ComputeNode {
     pub fn for_create(r: &ComputeNodeResources) -> Self {
         let mut c = Self::empty();
         c.set_uuid(Some(&r.uuid));
-        c.set_service_id(r.service_id);
+        if let Some(id) = r.service_id {
+            c.set_service_id(Some(id));
+        }
         c.set_host(Some(&r.host));
         c.set_vcpus(Some(r.vcpus));
         c.set_memory_mb(Some(r.memory_mb));
@@ -293,9 +324,6 @@ impl ComputeNode {
         let fresh = Self::for_create(r);
         let mut changed = false;
         for (k, v) in fresh.object().data() {
-            if k == "service_id" && v.is_null() {
-                continue;
-            }
             let same = self
                 .object()
                 .get(k)

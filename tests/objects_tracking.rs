@@ -521,6 +521,7 @@ proptest! {
             }
         }
         let _ = registry::validate_value(&v);
+        let _ = registry::validate_tree(&v);
         let _ = ActionReply::parse(&v);
         let _ = Service::from_value(&v);
         let _ = Instance::from_value(&v);

@@ -455,6 +455,12 @@ fn build_and_run_instance_args_read_through_typed_views() {
     };
     let c = capture("0047-");
     let args = &c["message"]["args"];
+    // instance, request_spec, requested_networks, block_device_mapping
+    assert_eq!(registry::validate_tree(args).unwrap(), 4);
+    let mut broken = args.clone();
+    broken["request_spec"]["nova_object.data"]["num_instances"] = json!("one");
+    let err = registry::validate_tree(&broken).unwrap_err().to_string();
+    assert!(err.contains("RequestSpec field num_instances"), "{err}");
     let inst = Instance::from_value(&args["instance"]).unwrap();
     assert_eq!(inst.uuid(), Some("05ea1567-0ef5-4053-a6b4-6cc1a0241115"));
     assert_eq!(inst.vm_state(), Some("building"));

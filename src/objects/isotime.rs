@@ -76,7 +76,15 @@ pub fn parse_isotime(s: &str) -> Result<SystemTime, ObjectError> {
     }
     let (y, mo, d) = (num(0..4)?, num(5..7)?, num(8..10)?);
     let (h, mi, sec) = (num(11..13)?, num(14..16)?, num(17..19)?);
-    if !(1..=12).contains(&mo) || !(1..=31).contains(&d) || h > 23 || mi > 59 || sec > 60 {
+    let leap = (y % 4 == 0 && y % 100 != 0) || y % 400 == 0;
+    let month_days = match mo {
+        1 | 3 | 5 | 7 | 8 | 10 | 12 => 31,
+        4 | 6 | 9 | 11 => 30,
+        2 if leap => 29,
+        2 => 28,
+        _ => return Err(bad("field out of range")),
+    };
+    if !(1..=month_days).contains(&d) || h > 23 || mi > 59 || sec > 60 {
         return Err(bad("field out of range"));
     }
     let mut rest = &s[19..];
@@ -148,6 +156,9 @@ mod tests {
             "",
             "2026",
             "2026-13-01T00:00:00Z",
+            "2026-02-29T00:00:00Z",
+            "2026-04-31T00:00:00Z",
+            "2026-11-28T24:00:00Z",
             "2026-11-28 22:35:07Q",
             "2026-11-28T22:35:07.Z",
             "2026-11-28T22:35:07+1",

@@ -14,6 +14,27 @@
 //!   arguments and applying their `[updates, result]` replies.
 //! - [`compute`]: constructors for the Service and ComputeNode nova-compute
 //!   creates itself.
+//!
+//! ```
+//! use novakvm::objects::action::{apply_updates, object_action_args, ActionReply};
+//! use novakvm::objects::views::Service;
+//! use novakvm::objects::ObjectView;
+//! use serde_json::{json, Map};
+//!
+//! // Service.create: send the object, apply the conductor's [updates, result].
+//! let mut svc = Service::for_compute("cmp1");
+//! let call = object_action_args(svc.object(), "create", vec![], Map::new());
+//! assert_eq!(call["objinst"]["nova_object.data"]["version"], 74);
+//! let reply = json!([{"id": 4, "obj_what_changed": []}, null]);
+//! apply_updates(svc.object_mut(), &ActionReply::parse(&reply)?);
+//! assert_eq!(svc.id(), Some(4));
+//!
+//! // Service.save sends only what changed.
+//! svc.set_report_count(Some(1));
+//! let call = object_action_args(svc.object(), "save", vec![], Map::new());
+//! assert_eq!(call["objinst"]["nova_object.changes"], json!(["report_count"]));
+//! # Ok::<(), novakvm::objects::ObjectError>(())
+//! ```
 
 pub mod action;
 pub mod compute;

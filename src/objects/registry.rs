@@ -253,6 +253,21 @@ fn nested_err(path: &str, f: &FieldDef, v: &Value, e: &ObjectError) -> ObjectErr
     }
 }
 
+/// Validates every object primitive found in an RPC argument tree (plain
+/// JSON dicts and lists are walked; each object found is checked deeply and
+/// not walked again). Returns how many top-level objects were checked.
+pub fn validate_tree(v: &Value) -> Result<usize, ObjectError> {
+    match v {
+        Value::Object(m) if m.contains_key(super::KEY_NAME) => {
+            validate_value(v)?;
+            Ok(1)
+        }
+        Value::Object(m) => m.values().map(validate_tree).sum(),
+        Value::Array(a) => a.iter().map(validate_tree).sum(),
+        _ => Ok(0),
+    }
+}
+
 fn check_field(path: &str, f: &FieldDef, v: &Value) -> Result<(), ObjectError> {
     let wrong = || ObjectError::FieldType {
         object: path.to_owned(),

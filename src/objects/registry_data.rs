@@ -516,6 +516,16 @@ pub(crate) static OBJECTS: &[ObjectDef] = &[
                 kind: FieldKind::Boolean,
                 nullable: false,
             },
+            FieldDef {
+                name: "created_at",
+                kind: FieldKind::DateTime,
+                nullable: true,
+            },
+            FieldDef {
+                name: "updated_at",
+                kind: FieldKind::DateTime,
+                nullable: true,
+            },
         ],
     },
     ObjectDef {
@@ -847,6 +857,16 @@ pub(crate) static OBJECTS: &[ObjectDef] = &[
                 name: "expires",
                 kind: FieldKind::Integer,
                 nullable: false,
+            },
+            FieldDef {
+                name: "created_at",
+                kind: FieldKind::DateTime,
+                nullable: true,
+            },
+            FieldDef {
+                name: "updated_at",
+                kind: FieldKind::DateTime,
+                nullable: true,
             },
         ],
     },
@@ -1511,6 +1531,16 @@ pub(crate) static OBJECTS: &[ObjectDef] = &[
                 name: "cell_mapping",
                 kind: FieldKind::Object("CellMapping"),
                 nullable: false,
+            },
+            FieldDef {
+                name: "created_at",
+                kind: FieldKind::DateTime,
+                nullable: true,
+            },
+            FieldDef {
+                name: "updated_at",
+                kind: FieldKind::DateTime,
+                nullable: true,
             },
         ],
     },
@@ -5318,6 +5348,16 @@ pub(crate) static OBJECTS: &[ObjectDef] = &[
                 kind: FieldKind::Boolean,
                 nullable: false,
             },
+            FieldDef {
+                name: "created_at",
+                kind: FieldKind::DateTime,
+                nullable: true,
+            },
+            FieldDef {
+                name: "updated_at",
+                kind: FieldKind::DateTime,
+                nullable: true,
+            },
         ],
     },
     ObjectDef {
@@ -6569,44 +6609,6 @@ pub(crate) static OBJECTS: &[ObjectDef] = &[
         ],
     },
     ObjectDef {
-        name: "LiveMigrateData",
-        major: 1,
-        minor: 4,
-        notification: false,
-        fields: &[
-            FieldDef {
-                name: "is_volume_backed",
-                kind: FieldKind::Boolean,
-                nullable: false,
-            },
-            FieldDef {
-                name: "migration",
-                kind: FieldKind::Object("Migration"),
-                nullable: false,
-            },
-            FieldDef {
-                name: "old_vol_attachment_ids",
-                kind: FieldKind::DictOfStrings,
-                nullable: false,
-            },
-            FieldDef {
-                name: "wait_for_vif_plugged",
-                kind: FieldKind::Boolean,
-                nullable: false,
-            },
-            FieldDef {
-                name: "vifs",
-                kind: FieldKind::ListOfObjects("VIFMigrateData"),
-                nullable: false,
-            },
-            FieldDef {
-                name: "pci_dev_map_src_dst",
-                kind: FieldKind::DictOfStrings,
-                nullable: false,
-            },
-        ],
-    },
-    ObjectDef {
         name: "MemoryDiagnostics",
         major: 1,
         minor: 0,
@@ -7283,43 +7285,6 @@ pub(crate) static OBJECTS: &[ObjectDef] = &[
         ],
     },
     ObjectDef {
-        name: "NotificationBase",
-        major: 1,
-        minor: 0,
-        notification: true,
-        fields: &[
-            FieldDef {
-                name: "priority",
-                kind: FieldKind::String,
-                nullable: false,
-            },
-            FieldDef {
-                name: "event_type",
-                kind: FieldKind::Object("EventType"),
-                nullable: false,
-            },
-            FieldDef {
-                name: "publisher",
-                kind: FieldKind::Object("NotificationPublisher"),
-                nullable: false,
-            },
-        ],
-    },
-    ObjectDef {
-        name: "NotificationObject",
-        major: 1,
-        minor: 0,
-        notification: true,
-        fields: &[],
-    },
-    ObjectDef {
-        name: "NotificationPayloadBase",
-        major: 1,
-        minor: 0,
-        notification: true,
-        fields: &[],
-    },
-    ObjectDef {
         name: "NotificationPublisher",
         major: 2,
         minor: 2,
@@ -7508,6 +7473,29 @@ pub(crate) static OBJECTS: &[ObjectDef] = &[
     },
     ObjectDef {
         name: "Quotas",
+        major: 1,
+        minor: 3,
+        notification: false,
+        fields: &[
+            FieldDef {
+                name: "reservations",
+                kind: FieldKind::ListOfStrings,
+                nullable: true,
+            },
+            FieldDef {
+                name: "project_id",
+                kind: FieldKind::String,
+                nullable: true,
+            },
+            FieldDef {
+                name: "user_id",
+                kind: FieldKind::String,
+                nullable: true,
+            },
+        ],
+    },
+    ObjectDef {
+        name: "QuotasNoOp",
         major: 1,
         minor: 3,
         notification: false,
@@ -8470,6 +8458,16 @@ pub(crate) static OBJECTS: &[ObjectDef] = &[
             FieldDef {
                 name: "access_key",
                 kind: FieldKind::String,
+                nullable: true,
+            },
+            FieldDef {
+                name: "created_at",
+                kind: FieldKind::DateTime,
+                nullable: true,
+            },
+            FieldDef {
+                name: "updated_at",
+                kind: FieldKind::DateTime,
                 nullable: true,
             },
         ],

@@ -47,6 +47,8 @@ fields!(CellMapping {
     transport_url / set_transport_url = "transport_url": str,
     database_connection / set_database_connection = "database_connection": str,
     disabled / set_disabled = "disabled": bool,
+    created_at / set_created_at = "created_at": time,
+    updated_at / set_updated_at = "updated_at": time,
 });
 
 view!(ComputeNode, "ComputeNode", "1.19");
@@ -784,6 +786,8 @@ fields!(ShareMapping {
     access_type / set_access_type = "access_type": str,
     access_to / set_access_to = "access_to": str,
     access_key / set_access_key = "access_key": str,
+    created_at / set_created_at = "created_at": time,
+    updated_at / set_updated_at = "updated_at": time,
 });
 
 view!(ShareMappingList, "ShareMappingList", "1.1");

@@ -4,7 +4,10 @@
 //! `{"nova_object.name", "nova_object.namespace", "nova_object.version",
 //! "nova_object.data", "nova_object.changes"?}`. [`NovaObject`] holds exactly
 //! that, keeping every field and every unknown key it was given, so that
-//! `NovaObject::from_value(v)?.to_value() == v` for any valid primitive.
+//! `NovaObject::from_value(v)?.to_value() == v` for every primitive oslo can
+//! produce. (`to_value` writes `obj_what_changed()` like oslo: own changes
+//! plus fields whose nested object has changes; oslo's own output always
+//! lists those already.)
 
 use serde_json::{Map, Value};
 
@@ -167,17 +170,31 @@ impl NovaObject {
         })
     }
 
-    /// The primitive form, as nova's `obj_to_primitive` would write it.
+    /// The primitive form, as nova's `obj_to_primitive` would write it
+    /// (`nova_object.changes` = [`Self::what_changed`], absent when empty and
+    /// never set).
     pub fn to_value(&self) -> Value {
         let mut m = self.extra.clone();
         m.insert(KEY_NAME.into(), Value::String(self.name.clone()));
         m.insert(KEY_NAMESPACE.into(), Value::String(self.namespace.clone()));
         m.insert(KEY_VERSION.into(), Value::String(self.version.clone()));
         m.insert(KEY_DATA.into(), Value::Object(self.data.clone()));
-        if let Some(ch) = &self.changes {
+        // oslo writes obj_what_changed(): own changes plus fields whose
+        // nested object has changes.
+        let mut changes = self.changes.clone();
+        let nested = self.nested_changed();
+        if !nested.is_empty() {
+            let ch = changes.get_or_insert_with(Vec::new);
+            for f in nested {
+                if !ch.contains(&f) {
+                    ch.push(f);
+                }
+            }
+        }
+        if let Some(ch) = changes {
             m.insert(
                 KEY_CHANGES.into(),
-                Value::Array(ch.iter().cloned().map(Value::String).collect()),
+                Value::Array(ch.into_iter().map(Value::String).collect()),
             );
         }
         Value::Object(m)
@@ -261,20 +278,26 @@ impl NovaObject {
     /// when any element of a list object's `objects` has changes.
     pub fn what_changed(&self) -> Vec<String> {
         let mut out: Vec<String> = self.own_changes().to_vec();
-        for (k, v) in &self.data {
-            if out.iter().any(|c| c == k) {
-                continue;
-            }
-            let nested_changed = match v {
-                Value::Object(_) => value_has_changes(v),
-                Value::Array(items) if k == "objects" => items.iter().any(value_has_changes),
-                _ => false,
-            };
-            if nested_changed {
-                out.push(k.clone());
+        for k in self.nested_changed() {
+            if !out.contains(&k) {
+                out.push(k);
             }
         }
         out
+    }
+
+    /// Fields holding a nested object (or, for `objects`, list elements)
+    /// that has changes of its own.
+    fn nested_changed(&self) -> Vec<String> {
+        self.data
+            .iter()
+            .filter(|(k, v)| match v {
+                Value::Object(_) => value_has_changes(v),
+                Value::Array(items) if *k == "objects" => items.iter().any(value_has_changes),
+                _ => false,
+            })
+            .map(|(k, _)| k.clone())
+            .collect()
     }
 
     /// Like oslo's `obj_get_changes()`: changed field -> current value (what

@@ -105,7 +105,7 @@ def main():
                     info['bases'].append(b.attr if isinstance(b, ast.Attribute) else getattr(b, 'id', '?'))
                 for dec in n.decorator_list:
                     txt = ast.unparse(dec)
-                    if 'register' in txt:
+                    if 'register' in txt and 'register_if(False)' not in txt:
                         info['registered'] = True
                 for b in n.body:
                     if isinstance(b, ast.Assign) and isinstance(b.targets[0], ast.Name):
@@ -118,6 +118,24 @@ def main():
                 if key in classes and classes[key]['registered'] and not info['registered']:
                     continue
                 classes[key] = info
+
+    # Bases defined in oslo.versionedobjects rather than in nova.
+    ts = {'kind': 'datetime', 'nullable': True}
+    classes['NovaTimestampObject'] = {
+        'bases': [], 'version': None, 'module': 'oslo_versionedobjects/base.py',
+        'registered': False, 'fields': [('created_at', ts), ('updated_at', ts)]}
+
+    def version_of(name, seen=()):
+        c = classes.get(name)
+        if c is None or name in seen:
+            return None
+        if c['version']:
+            return c['version']
+        for b in c['bases']:
+            v = version_of(b, seen + (name,))
+            if v:
+                return v
+        return None
 
     def merged(name, seen):
         c = classes.get(name)
@@ -133,10 +151,11 @@ def main():
 
     reg = {}
     for name, c in sorted(classes.items()):
-        if not c['version'] or not c['registered']:
+        version = version_of(name)
+        if not version or not c['registered']:
             continue
         fields = merged(name, set())
-        reg[name] = {'version': c['version'], 'module': c['module'],
+        reg[name] = {'version': version, 'module': c['module'],
                      'fields': [dict(name=k, **v) for k, v in fields]}
     json.dump(reg, sys.stdout, indent=1, sort_keys=True)
     print()

@@ -35,9 +35,6 @@ pub fn run(cfg: &Config, cmd: HostCommand) -> ExitCode {
                     return ExitCode::from(if e.is_config_error() { 2 } else { 1 });
                 }
             };
-            for w in &inv.warnings {
-                tracing::warn!(root = %root.display(), "{w}");
-            }
             if json {
                 match serde_json::to_string_pretty(&inv) {
                     Ok(text) => println!("{text}"),

@@ -176,15 +176,12 @@ fn fill_cell(node: &mut NumaNode, cpu: &CpuInventory, alloc: &CpuAllocation) {
     node.cpuset = &node.cpus & &alloc.vcpu;
     node.pcpuset = &node.cpus & &alloc.cell_pcpu;
     let usable: CpuSet = &node.cpus & &(&alloc.vcpu | &alloc.cell_pcpu);
-    let mut siblings: Vec<CpuSet> = Vec::new();
-    for c in &cell_cpus {
-        let s: CpuSet = &c.siblings & &usable;
-        if !s.is_empty() && !siblings.contains(&s) {
-            siblings.push(s);
-        }
-    }
-    siblings.sort();
-    node.siblings = siblings;
+    let siblings: std::collections::BTreeSet<CpuSet> = cell_cpus
+        .iter()
+        .map(|c| &c.siblings & &usable)
+        .filter(|s| !s.is_empty())
+        .collect();
+    node.siblings = siblings.into_iter().collect();
 }
 
 fn apply_reservations(

@@ -91,7 +91,8 @@ proptest! {
         };
         let m = specs.device_assignable(&facts);
         prop_assert!(m.is_some(), "spec {} should match {}", spec, dev_addr);
-        prop_assert_eq!(m.unwrap().physical_network.as_deref(), Some(physnet.as_str()));
+        let got = m.and_then(|m| m.physical_network);
+        prop_assert_eq!(got.as_deref(), Some(physnet.as_str()));
         // Another function number only matches through a wildcard function.
         let other = format!("{d:04x}:{b:02x}:{s:02x}.{}", (f + 1) % 8);
         let other_facts = PciDeviceFacts { address: &other, ..facts };

@@ -517,3 +517,30 @@ fn this_machine() {
             .all(|n| n.hugepages.iter().any(|h| h.size_kib == 2048)));
     }
 }
+
+#[test]
+fn options_come_from_the_config() {
+    let dir = tempfile::tempdir().unwrap();
+    let toml = dir.path().join("c.toml");
+    std::fs::write(
+        &toml,
+        "[DEFAULT]\nstate_path = \"/nonexistent-novakvm/nk\"\nreserved_host_cpus = 0\n[compute]\ncpu_dedicated_set = \"2-3\"\nreserved_huge_pages = [\"node:1,size:2048,count:8\"]\n[pci]\ndevice_spec = ['{\"vendor_id\":\"8086\"}']\n",
+    )
+    .unwrap();
+    let cfg = novakvm::config::load_from_files(Some(&toml), &[]).unwrap();
+    let o = InventoryOptions::from_config(&cfg);
+    assert_eq!(
+        o.instances_path,
+        Path::new("/nonexistent-novakvm/nk/instances")
+    );
+    assert_eq!(o.cpu_sets.dedicated.as_deref(), Some("2-3"));
+    assert_eq!(o.cpu_sets.shared, None);
+    assert_eq!(o.reserved_huge_pages, ["node:1,size:2048,count:8"]);
+    assert_eq!(o.device_spec, [r#"{"vendor_id":"8086"}"#]);
+    let inv = collect(&fixture("sriov-pf"), &o).unwrap();
+    assert_eq!(inv.cpu_sets.pcpu_spec, "2-3");
+    assert_eq!(inv.cpu_sets.vcpu_spec, "");
+    assert_eq!(inv.disk.measured_path, Path::new("/"));
+    assert_eq!(inv.numa_nodes[1].hugepages[0].reserved, 8);
+    assert!(inv.sriov[0].vfs.iter().all(|v| v.device_spec.is_some()));
+}

@@ -1,6 +1,7 @@
 //! Differential test: our CPU-set and `[pci] device_spec` parsers against
 //! nova 34's own Python code (`nova/virt/hardware.py` parse_cpu_spec,
-//! `nova/pci/devspec.py`, `nova/pci/whitelist.py`) run by python3.
+//! `nova/pci/devspec.py`, `nova/pci/whitelist.py`, and the libvirt driver's
+//! `CPU_TRAITS_MAPPING`) run by python3.
 //!
 //! nova's modules are loaded from the unpacked nova 34.0.0 wheel
 //! (`$NOVA_REF_SRC`, default `/work/ref/src`). Only nova's own imports of
@@ -14,6 +15,7 @@ use std::io::Write;
 use std::path::Path;
 use std::process::{Command, Stdio};
 
+use novakvm::host::cpu_traits::CPU_TRAITS_MAPPING;
 use novakvm::host::cpuset::{parse_cpu_spec, MAX_CPU_ID};
 use novakvm::host::pci_spec::{DeviceSpecs, PciDeviceFacts, SpecOptions};
 use novakvm::host::sysfs::SysRoot;
@@ -92,10 +94,20 @@ fn = next(n for n in ast.parse(hw_src).body if isinstance(n, ast.FunctionDef) an
 hw = {"exception": exc, "_": lambda s: s}
 exec(compile(ast.Module(body=[fn], type_ignores=[]), "hardware.py", "exec"), hw)
 
+lu_src = open(SRC + "/nova/virt/libvirt/utils.py").read()
+assign = next(n for n in ast.parse(lu_src).body if isinstance(n, ast.Assign) and getattr(n.targets[0], "id", "") == "CPU_TRAITS_MAPPING")
+class _Traits:
+    def __getattr__(self, name):
+        return name
+lu = {"os_traits": _Traits()}
+exec(compile(ast.Module(body=[assign], type_ignores=[]), "utils.py", "exec"), lu)
+
 for line in sys.stdin:
     case = json.loads(line)
     try:
-        if case["kind"] == "cpu":
+        if case["kind"] == "traits":
+            out = {"ok": True, "mapping": {k: list(v) if isinstance(v, tuple) else [v] for k, v in lu["CPU_TRAITS_MAPPING"].items()}}
+        elif case["kind"] == "cpu":
             out = {"ok": True, "cpus": sorted(hw["parse_cpu_spec"](case["spec"]))}
         else:
             wl = whitelist.Whitelist(case["entries"])
@@ -326,7 +338,7 @@ fn parsers_agree_with_nova_34() {
         "nova 34 sources not found in {src} (set NOVA_REF_SRC to an unpacked nova 34.0.0 wheel)"
     );
     let mut rng = Rng(0x9E37_79B9_7F4A_7C15);
-    let mut cases: Vec<Value> = Vec::new();
+    let mut cases: Vec<Value> = vec![json!({"kind": "traits"})];
     for fixed in [
         "1-4,^3,6", "", "0--0", "^-1", "+1,1_0", " 0 - 3 ", "1__0", "3-1",
     ] {
@@ -364,6 +376,18 @@ fn parsers_agree_with_nova_34() {
     let mut mismatches = Vec::new();
     let mut kinds = BTreeSet::new();
     for (case, nova) in cases.iter().zip(&nova) {
+        if case["kind"] == "traits" {
+            let ours: serde_json::Map<String, Value> = CPU_TRAITS_MAPPING
+                .iter()
+                .map(|(_, libvirt, traits)| (libvirt.to_string(), json!(traits)))
+                .collect();
+            assert_eq!(
+                nova["mapping"],
+                Value::Object(ours),
+                "CPU_TRAITS_MAPPING differs from nova's"
+            );
+            continue;
+        }
         let ours = if case["kind"] == "cpu" {
             ours_cpu(case["spec"].as_str().unwrap())
         } else {

@@ -2,6 +2,8 @@
 
 use std::process::ExitCode;
 
+use super::inventory::{collect, InventoryOptions};
+use super::report::render;
 use crate::config::Config;
 
 /// `novakvm host` subcommands.
@@ -19,7 +21,32 @@ pub enum HostCommand {
 }
 
 /// Run a `host` subcommand.
-pub fn run(_cfg: &Config, _cmd: HostCommand) -> ExitCode {
-    eprintln!("novakvm host: not built yet");
-    ExitCode::from(1)
+///
+/// Exit codes: 0 on success, 1 when the host cannot be read, 2 when the
+/// configuration (CPU sets, reserved_huge_pages, device_spec) is invalid.
+pub fn run(cfg: &Config, cmd: HostCommand) -> ExitCode {
+    match cmd {
+        HostCommand::Inventory { json, root } => {
+            let opts = InventoryOptions::from_config(cfg);
+            let inv = match collect(&root, &opts) {
+                Ok(inv) => inv,
+                Err(e) => {
+                    eprintln!("novakvm host inventory: {e}");
+                    return ExitCode::from(if e.is_config_error() { 2 } else { 1 });
+                }
+            };
+            if json {
+                match serde_json::to_string_pretty(&inv) {
+                    Ok(text) => println!("{text}"),
+                    Err(e) => {
+                        eprintln!("novakvm host inventory: cannot encode JSON: {e}");
+                        return ExitCode::from(1);
+                    }
+                }
+            } else {
+                print!("{}", render(&inv));
+            }
+            ExitCode::SUCCESS
+        }
+    }
 }

@@ -4,7 +4,8 @@
 //! `CPU_TRAITS_MAPPING`) run by python3.
 //!
 //! nova's modules are loaded from the unpacked nova 34.0.0 wheel
-//! (`$NOVA_REF_SRC`, default `/work/ref/src`). Only nova's own imports of
+//! (`$NOVA_REF_SRC`, default `<repo>/.cache/nova-ref`, which
+//! `scripts/ensure-services` fills with `pip download --no-deps nova==34.0.0`). Only nova's own imports of
 //! other nova/oslo modules are replaced by small stand-ins (exceptions,
 //! logging, i18n, `bool_from_string`); the parsing and matching code is
 //! nova's. Addresses are checked against this machine's real /sys by nova,
@@ -332,10 +333,11 @@ fn allowed_deviation(case: &Value, ours: &Value) -> bool {
 
 #[test]
 fn parsers_agree_with_nova_34() {
-    let src = std::env::var("NOVA_REF_SRC").unwrap_or_else(|_| "/work/ref/src".to_string());
+    let src = std::env::var("NOVA_REF_SRC")
+        .unwrap_or_else(|_| format!("{}/.cache/nova-ref", env!("CARGO_MANIFEST_DIR")));
     assert!(
         Path::new(&src).join("nova/pci/devspec.py").is_file(),
-        "nova 34 sources not found in {src} (set NOVA_REF_SRC to an unpacked nova 34.0.0 wheel)"
+        "nova 34 sources not found in {src} (run scripts/ensure-services, or set NOVA_REF_SRC to an unpacked nova 34.0.0 wheel)"
     );
     let mut rng = Rng(0x9E37_79B9_7F4A_7C15);
     let mut cases: Vec<Value> = vec![json!({"kind": "traits"})];

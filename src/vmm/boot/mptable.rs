@@ -90,10 +90,18 @@ pub fn build(apic_ids: &[u32], base: u64) -> Result<Vec<u8>, MpTableError> {
     Ok(fp)
 }
 
-/// Write the MP table at the EBDA.
+/// BIOS data area: EBDA segment pointer.
+const BDA_EBDA_SEGMENT: u64 = 0x40e;
+/// BIOS data area: base memory size in KiB.
+const BDA_BASE_MEM_KIB: u64 = 0x413;
+
+/// Write the MP table at the EBDA, and the BIOS data area fields that point there
+/// (EBDA segment, base memory size) as a PC BIOS would.
 pub fn write(mem: &GuestMem, apic_ids: &[u32]) -> Result<(), MpTableError> {
     let bytes = build(apic_ids, EBDA_START)?;
     mem.write_slice(&bytes, GuestAddress(EBDA_START))?;
+    mem.write_obj((EBDA_START >> 4) as u16, GuestAddress(BDA_EBDA_SEGMENT))?;
+    mem.write_obj((EBDA_START >> 10) as u16, GuestAddress(BDA_BASE_MEM_KIB))?;
     Ok(())
 }
 

@@ -127,8 +127,10 @@ pub enum Backing {
     #[default]
     Anonymous,
     /// hugetlb 2 MiB pages.
+    #[serde(rename = "hugepages_2m")]
     Hugepages2m,
     /// hugetlb 1 GiB pages.
+    #[serde(rename = "hugepages_1g")]
     Hugepages1g,
 }
 

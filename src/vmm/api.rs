@@ -40,9 +40,42 @@ pub enum ApiError {
     },
 }
 
+/// Wire form of a request (every field any command takes).
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawRequest {
+    cmd: String,
+    #[serde(default)]
+    timeout_ms: Option<u64>,
+    #[serde(default)]
+    bytes: Option<usize>,
+}
+
+impl Request {
+    /// Parse one request line; unknown commands and fields a command does not take are errors.
+    pub fn parse(text: &str) -> Result<Request, String> {
+        let raw: RawRequest = serde_json::from_str(text).map_err(|e| format!("bad request: {e}"))?;
+        let no_args = raw.timeout_ms.is_none() && raw.bytes.is_none();
+        let req = match raw.cmd.as_str() {
+            "status" if no_args => Request::Status,
+            "pause" if no_args => Request::Pause,
+            "resume" if no_args => Request::Resume,
+            "power_off" if no_args => Request::PowerOff,
+            "shutdown" if raw.bytes.is_none() => Request::Shutdown {
+                timeout_ms: raw.timeout_ms,
+            },
+            "console_tail" if raw.timeout_ms.is_none() => Request::ConsoleTail { bytes: raw.bytes },
+            "status" | "pause" | "resume" | "power_off" | "shutdown" | "console_tail" => {
+                return Err(format!("bad request: {} takes other arguments", raw.cmd))
+            }
+            other => return Err(format!("bad request: unknown cmd {other:?}")),
+        };
+        Ok(req)
+    }
+}
+
 /// A control request.
-#[derive(Debug, Deserialize, PartialEq)]
-#[serde(tag = "cmd", rename_all = "snake_case", deny_unknown_fields)]
+#[derive(Debug, PartialEq)]
 pub enum Request {
     /// State and sizes.
     Status,
@@ -53,7 +86,6 @@ pub enum Request {
     /// Ask the guest to power off; force after the timeout.
     Shutdown {
         /// Milliseconds to wait.
-        #[serde(default)]
         timeout_ms: Option<u64>,
     },
     /// Power off now.
@@ -61,7 +93,6 @@ pub enum Request {
     /// Last bytes of the serial console.
     ConsoleTail {
         /// How many bytes.
-        #[serde(default)]
         bytes: Option<usize>,
     },
 }
@@ -193,9 +224,9 @@ fn handle_line(line: &[u8], ctx: &Ctx) -> Value {
     if text.is_empty() {
         return error_reply("empty request");
     }
-    let req: Request = match serde_json::from_str(text) {
+    let req = match Request::parse(text) {
         Ok(r) => r,
-        Err(e) => return error_reply(format!("bad request: {e}")),
+        Err(e) => return error_reply(e),
     };
     tracing::info!(?req, "control request");
     handle(req, ctx)
@@ -259,9 +290,9 @@ mod tests {
 
     #[test]
     fn requests_parse_and_garbage_is_rejected() {
-        let r: Request = serde_json::from_str(r#"{"cmd":"shutdown","timeout_ms":5}"#).unwrap();
+        let r = Request::parse(r#"{"cmd":"shutdown","timeout_ms":5}"#).unwrap();
         assert_eq!(r, Request::Shutdown { timeout_ms: Some(5) });
-        let r: Request = serde_json::from_str(r#"{"cmd":"console_tail"}"#).unwrap();
+        let r = Request::parse(r#"{"cmd":"console_tail"}"#).unwrap();
         assert_eq!(r, Request::ConsoleTail { bytes: None });
         for bad in [
             "",
@@ -272,8 +303,11 @@ mod tests {
             r#"{"cmd":"status","x":1}"#,
             r#"{"cmd":"console_tail","bytes":-1}"#,
             r#"{"nocmd":1}"#,
+            r#"{"cmd":"pause","bytes":1}"#,
+            r#"{"cmd":"shutdown","bytes":1}"#,
+            r#"{"cmd":1}"#,
         ] {
-            assert!(serde_json::from_str::<Request>(bad).is_err(), "{bad}");
+            assert!(Request::parse(bad).is_err(), "{bad}");
         }
     }
 }

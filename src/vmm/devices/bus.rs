@@ -16,14 +16,7 @@ static UNKNOWN: AtomicU64 = AtomicU64::new(0);
 fn log_unknown(kind: &str, addr: u64, len: usize, write: Option<&[u8]>) {
     let n = UNKNOWN.fetch_add(1, Ordering::Relaxed);
     if n < LOG_FIRST || n % LOG_EVERY == 0 {
-        tracing::debug!(
-            kind,
-            addr = format_args!("{addr:#x}"),
-            len,
-            ?write,
-            count = n + 1,
-            "unhandled guest access"
-        );
+        tracing::debug!(kind, addr = format_args!("{addr:#x}"), len, ?write, count = n + 1, "unhandled guest access");
     }
 }
 

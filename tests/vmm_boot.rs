@@ -32,7 +32,10 @@ fn spec_topology_reaches_cpuid_and_mp_table() {
     let mut vm = Vmm::start(d.path(), &s);
     let st = vm.wait();
     let c = vm.console();
-    assert!(c.contains("novakvm-test-guest: mem_mib=32 vcpus=4\n"), "{c}");
+    assert!(
+        c.contains("novakvm-test-guest: mem_mib=32 vcpus=4\n"),
+        "{c}"
+    );
     // 0xb level 1 (core level) counts logical CPUs per package: cores*threads = 2.
     assert!(c.contains("cpuid_0b_logical=2 cpuid_01_logical=2"), "{c}");
     assert_eq!(st.code(), Some(0));
@@ -51,7 +54,10 @@ fn spec_exit_codes() {
         let mut vm = Vmm::start(d.path(), &spec(d.path(), 1, 16, cmd));
         let st = vm.wait();
         let c = vm.console();
-        assert!(c.contains("novakvm-test-guest: mem_mib=16 vcpus=1"), "{cmd}: {c}");
+        assert!(
+            c.contains("novakvm-test-guest: mem_mib=16 vcpus=1"),
+            "{cmd}: {c}"
+        );
         assert_eq!(st.code(), Some(code), "{cmd}: {c} {}", vm.stderr());
         if cmd.contains("garbage") {
             assert!(c.contains("garbage ports="), "{c}");
@@ -79,7 +85,9 @@ fn on_reset_restart_reboots_the_guest() {
     let mut ctl = vm.connect();
     let deadline = std::time::Instant::now() + TIMEOUT;
     loop {
-        let boots = ctl.req(serde_json::json!({"cmd": "status"}))["boots"].as_u64().unwrap();
+        let boots = ctl.req(serde_json::json!({"cmd": "status"}))["boots"]
+            .as_u64()
+            .unwrap();
         if boots >= 3 {
             break;
         }
@@ -107,10 +115,22 @@ fn bad_spec_and_arguments_exit_2_with_a_message() {
     let d = tempfile::tempdir().unwrap();
     let cases = [
         ("{", "invalid spec JSON"),
-        (r#"{"cpus":{"count":0},"memory":{"size_mib":16},"boot":{"kernel":"/bin/sh"}}"#, "cpus.count"),
-        (r#"{"cpus":{"count":1},"memory":{"size_mib":16},"boot":{"kernel":"/nonexistent"}}"#, "boot.kernel"),
-        (r#"{"cpus":{"count":1},"memory":{"size_mib":3,"backing":"hugepages_2m"},"boot":{"kernel":"/bin/sh"}}"#, "memory.size_mib"),
-        (r#"{"cpus":{"count":1},"memory":{"size_mib":16,"backing":"huge"},"boot":{"kernel":"/bin/sh"}}"#, "unknown variant"),
+        (
+            r#"{"cpus":{"count":0},"memory":{"size_mib":16},"boot":{"kernel":"/bin/sh"}}"#,
+            "cpus.count",
+        ),
+        (
+            r#"{"cpus":{"count":1},"memory":{"size_mib":16},"boot":{"kernel":"/nonexistent"}}"#,
+            "boot.kernel",
+        ),
+        (
+            r#"{"cpus":{"count":1},"memory":{"size_mib":3,"backing":"hugepages_2m"},"boot":{"kernel":"/bin/sh"}}"#,
+            "memory.size_mib",
+        ),
+        (
+            r#"{"cpus":{"count":1},"memory":{"size_mib":16,"backing":"huge"},"boot":{"kernel":"/bin/sh"}}"#,
+            "unknown variant",
+        ),
     ];
     for (text, msg) in cases {
         let p = d.path().join("bad.json");

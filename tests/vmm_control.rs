@@ -64,7 +64,10 @@ fn pause_resume_console_tail_and_garbage_requests() {
     let t = ctl.req(json!({"cmd": "console_tail", "bytes": 4096}));
     assert_eq!(t["ok"], true);
     let data = t["data"].as_str().unwrap();
-    assert!(data.contains("novakvm-test-guest: mem_mib=32 vcpus=2"), "{data}");
+    assert!(
+        data.contains("novakvm-test-guest: mem_mib=32 vcpus=2"),
+        "{data}"
+    );
     assert!(data.contains("tick "));
     let t = ctl.req(json!({"cmd": "console_tail", "bytes": 5}));
     assert_eq!(t["data"].as_str().unwrap().len(), 5);
@@ -77,7 +80,12 @@ fn pause_resume_console_tail_and_garbage_requests() {
     assert_eq!(vm.wait().code(), Some(6));
     assert!(!d.path().join("control.sock").exists());
     // The serial log respects its bound.
-    assert!(std::fs::metadata(d.path().join("console.log")).unwrap().len() <= 65536);
+    assert!(
+        std::fs::metadata(d.path().join("console.log"))
+            .unwrap()
+            .len()
+            <= 65536
+    );
 }
 
 #[test]

@@ -77,7 +77,10 @@ fn hugepage_backed_guest_and_not_enough_pages() {
     assert_eq!(st.code(), Some(3), "{err}");
     assert!(err.contains("not enough 2M hugepages"), "{err}");
     assert_eq!(read_num(FREE), free);
-    assert_eq!(read_num("/sys/kernel/mm/hugepages/hugepages-2048kB/resv_hugepages"), 0);
+    assert_eq!(
+        read_num("/sys/kernel/mm/hugepages/hugepages-2048kB/resv_hugepages"),
+        0
+    );
 
     // Two NUMA cells on hugepages, the first bound to host node 0.
     let d = tempfile::tempdir().unwrap();
@@ -90,5 +93,8 @@ fn hugepage_backed_guest_and_not_enough_pages() {
     let mut vm = Vmm::start(d.path(), &s);
     assert_eq!(vm.wait().code(), Some(0), "{}", vm.stderr());
     let c = vm.console();
-    assert!(c.contains("mem_mib=32 vcpus=2") && c.contains("mem_ok"), "{c}");
+    assert!(
+        c.contains("mem_mib=32 vcpus=2") && c.contains("mem_ok"),
+        "{c}"
+    );
 }

@@ -54,7 +54,8 @@ struct RawRequest {
 impl Request {
     /// Parse one request line; unknown commands and fields a command does not take are errors.
     pub fn parse(text: &str) -> Result<Request, String> {
-        let raw: RawRequest = serde_json::from_str(text).map_err(|e| format!("bad request: {e}"))?;
+        let raw: RawRequest =
+            serde_json::from_str(text).map_err(|e| format!("bad request: {e}"))?;
         let no_args = raw.timeout_ms.is_none() && raw.bytes.is_none();
         let req = match raw.cmd.as_str() {
             "status" if no_args => Request::Status,
@@ -186,7 +187,10 @@ fn serve_conn(conn: UnixStream, ctx: &Ctx) {
     let mut line = Vec::new();
     loop {
         line.clear();
-        let n = match (&mut reader).take(MAX_LINE as u64 + 1).read_until(b'\n', &mut line) {
+        let n = match (&mut reader)
+            .take(MAX_LINE as u64 + 1)
+            .read_until(b'\n', &mut line)
+        {
             Ok(0) | Err(_) => return,
             Ok(n) => n,
         };
@@ -259,7 +263,9 @@ fn handle(req: Request, ctx: &Ctx) -> Value {
             }
             let timeout = Duration::from_millis(timeout_ms.unwrap_or(DEFAULT_SHUTDOWN_TIMEOUT_MS));
             match c.wait_exit_timeout(timeout) {
-                Some(reason) => json!({"ok": true, "result": "guest_stopped", "reason": format!("{reason:?}")}),
+                Some(reason) => {
+                    json!({"ok": true, "result": "guest_stopped", "reason": format!("{reason:?}")})
+                }
                 None => {
                     c.request_exit(ExitReason::ForcedOff);
                     json!({"ok": true, "result": "forced"})
@@ -291,7 +297,12 @@ mod tests {
     #[test]
     fn requests_parse_and_garbage_is_rejected() {
         let r = Request::parse(r#"{"cmd":"shutdown","timeout_ms":5}"#).unwrap();
-        assert_eq!(r, Request::Shutdown { timeout_ms: Some(5) });
+        assert_eq!(
+            r,
+            Request::Shutdown {
+                timeout_ms: Some(5)
+            }
+        );
         let r = Request::parse(r#"{"cmd":"console_tail"}"#).unwrap();
         assert_eq!(r, Request::ConsoleTail { bytes: None });
         for bad in [

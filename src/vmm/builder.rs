@@ -11,11 +11,11 @@ use vmm_sys_util::eventfd::{EventFd, EFD_NONBLOCK};
 use crate::vmm::boot::{cpuid, loader, mptable};
 use crate::vmm::devices::bus::PioBus;
 use crate::vmm::devices::serial::{SerialDevice, SharedConsole, COM1_IRQ};
+use crate::vmm::kvm;
 use crate::vmm::memory::{self, GuestMem};
 use crate::vmm::spec::VmSpec;
 use crate::vmm::vcpu::{self, Vcpu};
 use crate::vmm::vm::VmControl;
-use crate::vmm::kvm;
 
 /// Errors while building or starting a VM.
 #[derive(Debug, thiserror::Error)]
@@ -64,7 +64,9 @@ pub fn build(spec: &VmSpec, console: SharedConsole) -> Result<Vm, BuildError> {
     let boot = loader::load(&mem, &spec.boot, ram)?;
 
     let topo = spec.topology();
-    let apic_ids: Vec<u32> = (0..spec.cpus.count).map(|i| cpuid::apic_id(&topo, i)).collect();
+    let apic_ids: Vec<u32> = (0..spec.cpus.count)
+        .map(|i| cpuid::apic_id(&topo, i))
+        .collect();
     mptable::write(&mem, &apic_ids)?;
 
     let serial_irq = EventFd::new(EFD_NONBLOCK).map_err(BuildError::Irq)?;

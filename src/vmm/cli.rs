@@ -8,6 +8,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::{Arc, Mutex};
 
+use crate::vmm::affinity;
 use crate::vmm::api::{ApiServer, VmInfo};
 use crate::vmm::builder;
 use crate::vmm::devices::serial::{ConsoleLog, SharedConsole};
@@ -17,7 +18,6 @@ use crate::vmm::spec::{
 };
 use crate::vmm::state::{exit_code, ExitReason, VmState};
 use crate::vmm::vm::{self, VmControl};
-use crate::vmm::affinity;
 
 /// Hugepage size in the direct form.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]

@@ -16,7 +16,14 @@ static UNKNOWN: AtomicU64 = AtomicU64::new(0);
 fn log_unknown(kind: &str, addr: u64, len: usize, write: Option<&[u8]>) {
     let n = UNKNOWN.fetch_add(1, Ordering::Relaxed);
     if n < LOG_FIRST || n % LOG_EVERY == 0 {
-        tracing::debug!(kind, addr = format_args!("{addr:#x}"), len, ?write, count = n + 1, "unhandled guest access");
+        tracing::debug!(
+            kind,
+            addr = format_args!("{addr:#x}"),
+            len,
+            ?write,
+            count = n + 1,
+            "unhandled guest access"
+        );
     }
 }
 
@@ -101,7 +108,8 @@ mod tests {
 
     #[test]
     fn garbage_never_panics() {
-        let console = Arc::new(Mutex::new(ConsoleLog::stdout(4096)));
+        let f = tempfile::NamedTempFile::new().unwrap();
+        let console = Arc::new(Mutex::new(ConsoleLog::file(f.path(), 4096).unwrap()));
         let bus = PioBus::new(SerialDevice::new(console.clone(), EventFd::new(0).unwrap()));
         let mut x = 0x1234_5678u64;
         for _ in 0..20_000 {

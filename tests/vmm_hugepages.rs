@@ -98,3 +98,54 @@ fn hugepage_backed_guest_and_not_enough_pages() {
         "{c}"
     );
 }
+
+#[test]
+fn one_gib_pages_and_ram_above_the_mmio_gap() {
+    // 1 GiB pages: reserve one page (fails on hosts without 1 GiB page support or memory).
+    let nr = "/sys/kernel/mm/hugepages/hugepages-1048576kB/nr_hugepages";
+    let free = "/sys/kernel/mm/hugepages/hugepages-1048576kB/free_hugepages";
+    let old = read_num(nr);
+    let _restore = Restore1g(old);
+    let _ = std::fs::write(nr, (old + 1).to_string());
+    if read_num(free) == 0 {
+        eprintln!("SKIP: cannot reserve a 1 GiB hugepage on this host");
+        return;
+    }
+    let (st, out, err) = run_direct(&[
+        "--kernel",
+        GUEST,
+        "--memory-mib",
+        "1024",
+        "--hugepages",
+        "1G",
+        "--cmdline",
+        "exit=poweroff",
+    ]);
+    assert_eq!(st.code(), Some(0), "{err}");
+    assert!(out.contains("mem_mib=1024 vcpus=1"), "{out}");
+    drop(_restore);
+
+    // 4.5 GiB of anonymous RAM: 3 GiB below the MMIO gap, 1.5 GiB from 4 GiB up.
+    let (st, out, err) = run_direct(&[
+        "--kernel",
+        GUEST,
+        "--memory-mib",
+        "4608",
+        "--vcpus",
+        "2",
+        "--cmdline",
+        "exit=poweroff",
+    ]);
+    assert_eq!(st.code(), Some(0), "{err}");
+    assert!(out.contains("mem_mib=4608 vcpus=2"), "{out}");
+}
+
+struct Restore1g(u64);
+impl Drop for Restore1g {
+    fn drop(&mut self) {
+        let _ = std::fs::write(
+            "/sys/kernel/mm/hugepages/hugepages-1048576kB/nr_hugepages",
+            self.0.to_string(),
+        );
+    }
+}

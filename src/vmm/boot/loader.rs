@@ -84,17 +84,15 @@ pub fn load(mem: &GuestMem, boot: &BootSpec, ram: u64) -> Result<BootEntry, Load
                 None,
                 r.kernel_end,
             ),
-            _ => {
-                let entry = elf_entry(&mut kernel).unwrap_or(r.kernel_load.0);
-                (
-                    BootEntry {
-                        mode: EntryMode::Linux64,
-                        entry,
-                    },
-                    None,
-                    r.kernel_end,
-                )
-            }
+            // vmlinux: linux-loader reports e_entry (startup_64's physical address).
+            _ => (
+                BootEntry {
+                    mode: EntryMode::Linux64,
+                    entry: r.kernel_load.0,
+                },
+                None,
+                r.kernel_end,
+            ),
         },
         Err(elf) => match BzImage::load(mem, None, &mut kernel, himem) {
             Ok(r) => (
@@ -128,17 +126,6 @@ pub fn load(mem: &GuestMem, boot: &BootSpec, ram: u64) -> Result<BootEntry, Load
         EntryMode::Linux64 => write_zero_page(mem, setup, ram, cmdline.len() as u32, initrd)?,
     }
     Ok(entry)
-}
-
-/// ELF e_entry (the 64-bit entry of a vmlinux; linux-loader reports the load address).
-fn elf_entry(f: &mut File) -> Option<u64> {
-    use std::io::{Read, Seek, SeekFrom};
-    let mut hdr = [0u8; 32];
-    f.seek(SeekFrom::Start(0)).ok()?;
-    f.read_exact(&mut hdr).ok()?;
-    let mut e = [0u8; 8];
-    e.copy_from_slice(&hdr[24..32]);
-    Some(u64::from_le_bytes(e))
 }
 
 fn load_initrd(

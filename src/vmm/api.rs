@@ -232,10 +232,10 @@ fn handle_line(line: &[u8], ctx: &Ctx) -> Value {
         Ok(r) => r,
         Err(e) => return error_reply(e),
     };
-    tracing::info!(?req, "control request");
     handle(req, ctx)
 }
 
+#[tracing::instrument(skip(ctx))]
 fn handle(req: Request, ctx: &Ctx) -> Value {
     let c = &ctx.control;
     match req {

@@ -152,3 +152,36 @@ fn bad_spec_and_arguments_exit_2_with_a_message() {
     assert_eq!(st.code(), Some(3), "{err}");
     assert!(err.contains("cannot load kernel"), "{err}");
 }
+
+/// Files the VMM opened, traced with strace (needs the `strace` package).
+fn opened_files(args: &[&str]) -> String {
+    let d = tempfile::tempdir().unwrap();
+    let trace = d.path().join("trace");
+    let st = std::process::Command::new("strace")
+        .args(["-f", "-e", "trace=openat,open", "-o"])
+        .arg(&trace)
+        .arg(BIN)
+        .args(["--log-filter", "warn", "vmm"])
+        .args(args)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .status()
+        .expect("strace is needed for this test: apt-get install strace");
+    assert!(st.code().is_some());
+    std::fs::read_to_string(trace).unwrap()
+}
+
+#[test]
+fn bad_spec_is_rejected_before_any_kvm_call() {
+    let d = tempfile::tempdir().unwrap();
+    let bad = d.path().join("bad.json");
+    std::fs::write(
+        &bad,
+        r#"{"cpus":{"count":3,"topology":{"sockets":1,"cores":2,"threads":1}},"memory":{"size_mib":16},"boot":{"kernel":"/bin/sh"}}"#,
+    )
+    .unwrap();
+    assert!(!opened_files(&["--spec", bad.to_str().unwrap()]).contains("/dev/kvm"));
+    // The same tracing does see /dev/kvm for a good spec.
+    let good = opened_files(&["--kernel", GUEST, "--cmdline", "exit=poweroff"]);
+    assert!(good.contains("/dev/kvm"), "{good}");
+}

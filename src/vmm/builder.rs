@@ -101,6 +101,11 @@ impl Vm {
         Ok(())
     }
 
+    /// The device bus (for console input).
+    pub fn bus(&self) -> Arc<PioBus> {
+        self.bus.clone()
+    }
+
     /// Stop and join the vCPU threads.
     pub fn stop(&mut self, control: &VmControl) {
         if control.stop_vcpus(Duration::from_secs(10)).is_err() {

@@ -184,6 +184,9 @@ fn run_loop(spec: &VmSpec, direct: bool, control: &Arc<VmControl>, console: &Sha
         if let Err(e) = vm.start(spec, control) {
             control.request_exit(ExitReason::VmmError(e.to_string()));
         }
+        if direct {
+            forward_stdin(vm.bus());
+        }
         let reason = control.wait_exit();
         vm.stop(control);
         drop(vm);
@@ -202,5 +205,39 @@ fn run_loop(spec: &VmSpec, direct: bool, control: &Arc<VmControl>, console: &Sha
         }
         tracing::info!(?reason, "VM ended");
         return reason.exit_code(direct);
+    }
+}
+
+/// Direct form: feed standard input to COM1 on thread `stdin` (ends at EOF).
+fn forward_stdin(bus: Arc<crate::vmm::devices::bus::PioBus>) {
+    // SAFETY: isatty/tcgetpgrp/getpgrp only query state of fd 0 and this process.
+    let background_tty = unsafe { libc::isatty(0) == 1 && libc::tcgetpgrp(0) != libc::getpgrp() };
+    if background_tty {
+        // Reading would stop the process with SIGTTIN.
+        return;
+    }
+    let spawned = std::thread::Builder::new()
+        .name("stdin".into())
+        .spawn(move || {
+            use std::io::Read;
+            let mut buf = [0u8; 64];
+            let mut stdin = std::io::stdin().lock();
+            while let Ok(n) = stdin.read(&mut buf) {
+                if n == 0 {
+                    return;
+                }
+                let mut rest = &buf[..n];
+                while !rest.is_empty() {
+                    let taken = bus.serial_input(rest);
+                    rest = &rest[taken..];
+                    if taken == 0 {
+                        // Receive FIFO full: let the guest drain it.
+                        std::thread::sleep(std::time::Duration::from_millis(2));
+                    }
+                }
+            }
+        });
+    if let Err(e) = spawned {
+        tracing::warn!(error = %e, "console input thread");
     }
 }

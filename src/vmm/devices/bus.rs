@@ -52,6 +52,11 @@ impl PioBus {
         }
     }
 
+    /// Feed console input to COM1; returns how many bytes were taken.
+    pub fn serial_input(&self, bytes: &[u8]) -> usize {
+        self.with_serial(|s| s.input(bytes))
+    }
+
     /// Port read.
     pub fn pio_read(&self, port: u16, data: &mut [u8]) {
         match port {
@@ -136,5 +141,10 @@ mod tests {
         assert_eq!(bus.pio_write(0x64, &[0xfe]), PioAction::Reset);
         bus.pio_write(0x3f8, b"A");
         assert_eq!(console.lock().unwrap().tail(1), b"A");
+        // Input shows up in the receive buffer register.
+        assert_eq!(bus.serial_input(b"hi"), 2);
+        let mut b = [0u8; 1];
+        bus.pio_read(0x3f8, &mut b);
+        assert_eq!(&b, b"h");
     }
 }

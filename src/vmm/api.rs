@@ -321,4 +321,17 @@ mod tests {
             assert!(Request::parse(bad).is_err(), "{bad}");
         }
     }
+
+    proptest::proptest! {
+        #[test]
+        fn parse_never_panics(line in ".{0,200}") {
+            let _ = Request::parse(&line);
+        }
+
+        #[test]
+        fn parse_json_shaped_garbage(cmd in "[a-z_]{0,12}", n in proptest::num::i64::ANY) {
+            let _ = Request::parse(&format!(r#"{{"cmd":"{cmd}","bytes":{n}}}"#));
+            let _ = Request::parse(&format!(r#"{{"cmd":"{cmd}","timeout_ms":{n}}}"#));
+        }
+    }
 }

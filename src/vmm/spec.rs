@@ -295,7 +295,9 @@ impl VmSpec {
                     "sockets, cores and threads must be >= 1",
                 ));
             }
-            let prod = u64::from(t.sockets) * u64::from(t.cores) * u64::from(t.threads);
+            let prod = u64::from(t.sockets)
+                .saturating_mul(u64::from(t.cores))
+                .saturating_mul(u64::from(t.threads));
             if prod != u64::from(n) {
                 return Err(invalid(
                     "cpus.topology",
@@ -609,6 +611,25 @@ mod tests {
                     }
                 }
             }
+        }
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn from_json_never_panics(text in ".{0,300}") {
+            let _ = VmSpec::from_json(&text);
+        }
+
+        #[test]
+        fn numbers_never_panic(count in 1u32..300, mib in proptest::num::u64::ANY,
+                               s in proptest::num::u32::ANY, c in proptest::num::u32::ANY,
+                               t in proptest::num::u32::ANY) {
+            let v = serde_json::json!({
+                "cpus": {"count": count, "topology": {"sockets": s, "cores": c, "threads": t}},
+                "memory": {"size_mib": mib, "backing": "hugepages_1g"},
+                "boot": {"kernel": "/bin/sh"},
+            });
+            let _ = VmSpec::from_json(&v.to_string());
         }
     }
 }

@@ -119,3 +119,22 @@ fn shutdown_of_a_paused_vm_lets_the_guest_run_and_power_off() {
     assert_eq!(vm.wait().code(), Some(0));
     assert!(vm.console().contains("mem_ok"));
 }
+
+#[test]
+fn many_pause_resume_cycles_then_power_off_while_paused() {
+    let d = tempfile::tempdir().unwrap();
+    let mut vm = Vmm::start(d.path(), &spec(d.path(), 2, 16, "ticker=1"));
+    vm.wait_console("tick 0\n");
+    let mut ctl = vm.connect();
+    for i in 0..30 {
+        let r = ctl.req(json!({"cmd": "pause"}));
+        assert_eq!(r["ok"], true, "cycle {i}: {r}");
+        let r = ctl.req(json!({"cmd": "resume"}));
+        assert_eq!(r["ok"], true, "cycle {i}: {r}");
+    }
+    let n = ticks(&vm.console());
+    vm.wait_console(&format!("tick {n}\n"));
+    assert_eq!(ctl.req(json!({"cmd": "pause"}))["ok"], true);
+    assert_eq!(ctl.req(json!({"cmd": "power_off"}))["ok"], true);
+    assert_eq!(vm.wait().code(), Some(6));
+}

@@ -194,11 +194,11 @@ fn run_loop(spec: &VmSpec, direct: bool, control: &Arc<VmControl>, console: &Sha
             && !direct
             && spec.on_reset == OnReset::Restart
             && control.state() != VmState::ShuttingDown;
-        if restart && control.transition(VmState::Resetting).is_ok() {
+        if restart && control.begin_restart() {
             tracing::info!("guest reset: restarting");
-            control.clear_exit();
             continue;
         }
+        let reason = control.exit_reason().unwrap_or(reason);
         match &reason {
             ExitReason::Crash(m) | ExitReason::VmmError(m) => eprintln!("novakvm vmm: {m}"),
             _ => {}

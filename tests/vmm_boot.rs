@@ -20,6 +20,9 @@ fn direct_form_one_and_two_vcpus_power_off_and_reset_exit_0() {
         let banner = format!("novakvm-test-guest: mem_mib={mib} vcpus={vcpus}\n");
         assert!(out.contains(&banner), "stdout: {out}\nstderr: {err}");
         assert!(out.contains(&format!("novakvm-test-guest: {cmd}")), "{out}");
+        // Both the MP table and the ACPI MADT list every vCPU.
+        let found = format!("mp_cpus={vcpus} madt_cpus={vcpus} ");
+        assert!(out.contains(&found), "{out}");
         assert_eq!(st.code(), Some(0), "stderr: {err}");
     }
 }
@@ -38,6 +41,7 @@ fn spec_topology_reaches_cpuid_and_mp_table() {
     );
     // 0xb level 1 (core level) counts logical CPUs per package: cores*threads = 2.
     assert!(c.contains("cpuid_0b_logical=2 cpuid_01_logical=2"), "{c}");
+    assert!(c.contains("mp_cpus=4 madt_cpus=4 "), "{c}");
     assert_eq!(st.code(), Some(0));
 }
 

@@ -70,8 +70,14 @@ fn open(path: &std::path::Path) -> Result<File, LoaderError> {
     })
 }
 
-/// Load kernel, cmdline and initrd for `ram` bytes of RAM; write the boot parameters.
-pub fn load(mem: &GuestMem, boot: &BootSpec, ram: u64) -> Result<BootEntry, LoaderError> {
+/// Load kernel, cmdline and initrd for `ram` bytes of RAM; write the boot parameters
+/// (pointing at the ACPI RSDP at `rsdp`).
+pub fn load(
+    mem: &GuestMem,
+    boot: &BootSpec,
+    ram: u64,
+    rsdp: u64,
+) -> Result<BootEntry, LoaderError> {
     let mut kernel = open(&boot.kernel)?;
     let himem = Some(GuestAddress(HIMEM_START));
     let (entry, setup, kernel_end) = match Elf::load(mem, None, &mut kernel, himem) {
@@ -122,8 +128,8 @@ pub fn load(mem: &GuestMem, boot: &BootSpec, ram: u64) -> Result<BootEntry, Load
         None => None,
     };
     match entry.mode {
-        EntryMode::Pvh => pvh::write_start_info(mem, ram, initrd)?,
-        EntryMode::Linux64 => write_zero_page(mem, setup, ram, cmdline.len() as u32, initrd)?,
+        EntryMode::Pvh => pvh::write_start_info(mem, ram, initrd, rsdp)?,
+        EntryMode::Linux64 => write_zero_page(mem, setup, ram, cmdline.len() as u32, initrd, rsdp)?,
     }
     Ok(entry)
 }
@@ -164,8 +170,12 @@ fn write_zero_page(
     ram: u64,
     cmdline_size: u32,
     initrd: Option<(u64, u64)>,
+    rsdp: u64,
 ) -> Result<(), LoaderError> {
-    let mut params = boot_params::default();
+    let mut params = boot_params {
+        acpi_rsdp_addr: rsdp,
+        ..Default::default()
+    };
     if let Some(h) = setup {
         params.hdr = h;
     }

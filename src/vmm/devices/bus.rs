@@ -66,7 +66,13 @@ impl PioBus {
             i8042::DATA_PORT | i8042::COMMAND_PORT if data.len() == 1 => {
                 data[0] = i8042::read(port);
             }
-            pm::PM1A_CNT => data.fill(0),
+            // PM1 status/enable and control (SCI_EN = 1: always in ACPI mode).
+            p if (pm::PM1A_EVT..pm::PM1A_CNT + 2).contains(&p) => {
+                data.fill(0);
+                if let (pm::PM1A_CNT, Some(b)) = (p, data.first_mut()) {
+                    *b = 1;
+                }
+            }
             _ => {
                 data.fill(0xff);
                 log_unknown("pio-read", u64::from(port), data.len(), None);
@@ -84,7 +90,8 @@ impl PioBus {
             i8042::DATA_PORT | i8042::COMMAND_PORT if data.len() == 1 => {
                 i8042::write(port, data[0])
             }
-            pm::PM1A_CNT | pm::RESET_CNT => pm::write(port, data),
+            pm::PM1A_CNT | pm::PM1A_CNT_HIGH | pm::RESET_CNT => pm::write(port, data),
+            p if (pm::PM1A_EVT..pm::PM1A_CNT).contains(&p) => PioAction::None,
             _ => {
                 log_unknown("pio-write", u64::from(port), data.len(), Some(data));
                 PioAction::None
@@ -122,7 +129,7 @@ mod tests {
             x ^= x >> 7;
             x ^= x << 17;
             let port = (x & 0xffff) as u16;
-            if port == 0x3f8 || port == 0x64 || port == 0x604 || port == 0xcf9 {
+            if port == 0x3f8 || port == 0x64 || port == 0x604 || port == 0x605 || port == 0xcf9 {
                 continue;
             }
             let len = [0usize, 1, 2, 4, 8][(x >> 20) as usize % 5];

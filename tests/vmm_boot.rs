@@ -20,6 +20,9 @@ fn direct_form_one_and_two_vcpus_power_off_and_reset_exit_0() {
         let banner = format!("novakvm-test-guest: mem_mib={mib} vcpus={vcpus}\n");
         assert!(out.contains(&banner), "stdout: {out}\nstderr: {err}");
         assert!(out.contains(&format!("novakvm-test-guest: {cmd}")), "{out}");
+        // Both the MP table and the ACPI MADT list every vCPU.
+        let found = format!("mp_cpus={vcpus} madt_cpus={vcpus} ");
+        assert!(out.contains(&found), "{out}");
         assert_eq!(st.code(), Some(0), "stderr: {err}");
     }
 }
@@ -32,9 +35,13 @@ fn spec_topology_reaches_cpuid_and_mp_table() {
     let mut vm = Vmm::start(d.path(), &s);
     let st = vm.wait();
     let c = vm.console();
-    assert!(c.contains("novakvm-test-guest: mem_mib=32 vcpus=4\n"), "{c}");
+    assert!(
+        c.contains("novakvm-test-guest: mem_mib=32 vcpus=4\n"),
+        "{c}"
+    );
     // 0xb level 1 (core level) counts logical CPUs per package: cores*threads = 2.
     assert!(c.contains("cpuid_0b_logical=2 cpuid_01_logical=2"), "{c}");
+    assert!(c.contains("mp_cpus=4 madt_cpus=4 "), "{c}");
     assert_eq!(st.code(), Some(0));
 }
 
@@ -51,7 +58,10 @@ fn spec_exit_codes() {
         let mut vm = Vmm::start(d.path(), &spec(d.path(), 1, 16, cmd));
         let st = vm.wait();
         let c = vm.console();
-        assert!(c.contains("novakvm-test-guest: mem_mib=16 vcpus=1"), "{cmd}: {c}");
+        assert!(
+            c.contains("novakvm-test-guest: mem_mib=16 vcpus=1"),
+            "{cmd}: {c}"
+        );
         assert_eq!(st.code(), Some(code), "{cmd}: {c} {}", vm.stderr());
         if cmd.contains("garbage") {
             assert!(c.contains("garbage ports="), "{c}");
@@ -79,7 +89,9 @@ fn on_reset_restart_reboots_the_guest() {
     let mut ctl = vm.connect();
     let deadline = std::time::Instant::now() + TIMEOUT;
     loop {
-        let boots = ctl.req(serde_json::json!({"cmd": "status"}))["boots"].as_u64().unwrap();
+        let boots = ctl.req(serde_json::json!({"cmd": "status"}))["boots"]
+            .as_u64()
+            .unwrap();
         if boots >= 3 {
             break;
         }
@@ -107,10 +119,22 @@ fn bad_spec_and_arguments_exit_2_with_a_message() {
     let d = tempfile::tempdir().unwrap();
     let cases = [
         ("{", "invalid spec JSON"),
-        (r#"{"cpus":{"count":0},"memory":{"size_mib":16},"boot":{"kernel":"/bin/sh"}}"#, "cpus.count"),
-        (r#"{"cpus":{"count":1},"memory":{"size_mib":16},"boot":{"kernel":"/nonexistent"}}"#, "boot.kernel"),
-        (r#"{"cpus":{"count":1},"memory":{"size_mib":3,"backing":"hugepages_2m"},"boot":{"kernel":"/bin/sh"}}"#, "memory.size_mib"),
-        (r#"{"cpus":{"count":1},"memory":{"size_mib":16,"backing":"huge"},"boot":{"kernel":"/bin/sh"}}"#, "unknown variant"),
+        (
+            r#"{"cpus":{"count":0},"memory":{"size_mib":16},"boot":{"kernel":"/bin/sh"}}"#,
+            "cpus.count",
+        ),
+        (
+            r#"{"cpus":{"count":1},"memory":{"size_mib":16},"boot":{"kernel":"/nonexistent"}}"#,
+            "boot.kernel",
+        ),
+        (
+            r#"{"cpus":{"count":1},"memory":{"size_mib":3,"backing":"hugepages_2m"},"boot":{"kernel":"/bin/sh"}}"#,
+            "memory.size_mib",
+        ),
+        (
+            r#"{"cpus":{"count":1},"memory":{"size_mib":16,"backing":"huge"},"boot":{"kernel":"/bin/sh"}}"#,
+            "unknown variant",
+        ),
     ];
     for (text, msg) in cases {
         let p = d.path().join("bad.json");
@@ -131,4 +155,37 @@ fn bad_spec_and_arguments_exit_2_with_a_message() {
     let (st, _, err) = run_direct(&["--kernel", junk.to_str().unwrap()]);
     assert_eq!(st.code(), Some(3), "{err}");
     assert!(err.contains("cannot load kernel"), "{err}");
+}
+
+/// Files the VMM opened, traced with strace (needs the `strace` package).
+fn opened_files(args: &[&str]) -> String {
+    let d = tempfile::tempdir().unwrap();
+    let trace = d.path().join("trace");
+    let st = std::process::Command::new("strace")
+        .args(["-f", "-e", "trace=openat,open", "-o"])
+        .arg(&trace)
+        .arg(BIN)
+        .args(["--log-filter", "warn", "vmm"])
+        .args(args)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .status()
+        .expect("strace is needed for this test: apt-get install strace");
+    assert!(st.code().is_some());
+    std::fs::read_to_string(trace).unwrap()
+}
+
+#[test]
+fn bad_spec_is_rejected_before_any_kvm_call() {
+    let d = tempfile::tempdir().unwrap();
+    let bad = d.path().join("bad.json");
+    std::fs::write(
+        &bad,
+        r#"{"cpus":{"count":3,"topology":{"sockets":1,"cores":2,"threads":1}},"memory":{"size_mib":16},"boot":{"kernel":"/bin/sh"}}"#,
+    )
+    .unwrap();
+    assert!(!opened_files(&["--spec", bad.to_str().unwrap()]).contains("/dev/kvm"));
+    // The same tracing does see /dev/kvm for a good spec.
+    let good = opened_files(&["--kernel", GUEST, "--cmdline", "exit=poweroff"]);
+    assert!(good.contains("/dev/kvm"), "{good}");
 }

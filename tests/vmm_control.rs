@@ -64,7 +64,10 @@ fn pause_resume_console_tail_and_garbage_requests() {
     let t = ctl.req(json!({"cmd": "console_tail", "bytes": 4096}));
     assert_eq!(t["ok"], true);
     let data = t["data"].as_str().unwrap();
-    assert!(data.contains("novakvm-test-guest: mem_mib=32 vcpus=2"), "{data}");
+    assert!(
+        data.contains("novakvm-test-guest: mem_mib=32 vcpus=2"),
+        "{data}"
+    );
     assert!(data.contains("tick "));
     let t = ctl.req(json!({"cmd": "console_tail", "bytes": 5}));
     assert_eq!(t["data"].as_str().unwrap().len(), 5);
@@ -77,7 +80,12 @@ fn pause_resume_console_tail_and_garbage_requests() {
     assert_eq!(vm.wait().code(), Some(6));
     assert!(!d.path().join("control.sock").exists());
     // The serial log respects its bound.
-    assert!(std::fs::metadata(d.path().join("console.log")).unwrap().len() <= 65536);
+    assert!(
+        std::fs::metadata(d.path().join("console.log"))
+            .unwrap()
+            .len()
+            <= 65536
+    );
 }
 
 #[test]
@@ -110,4 +118,23 @@ fn shutdown_of_a_paused_vm_lets_the_guest_run_and_power_off() {
     }
     assert_eq!(vm.wait().code(), Some(0));
     assert!(vm.console().contains("mem_ok"));
+}
+
+#[test]
+fn many_pause_resume_cycles_then_power_off_while_paused() {
+    let d = tempfile::tempdir().unwrap();
+    let mut vm = Vmm::start(d.path(), &spec(d.path(), 2, 16, "ticker=1"));
+    vm.wait_console("tick 0\n");
+    let mut ctl = vm.connect();
+    for i in 0..30 {
+        let r = ctl.req(json!({"cmd": "pause"}));
+        assert_eq!(r["ok"], true, "cycle {i}: {r}");
+        let r = ctl.req(json!({"cmd": "resume"}));
+        assert_eq!(r["ok"], true, "cycle {i}: {r}");
+    }
+    let n = ticks(&vm.console());
+    vm.wait_console(&format!("tick {n}\n"));
+    assert_eq!(ctl.req(json!({"cmd": "pause"}))["ok"], true);
+    assert_eq!(ctl.req(json!({"cmd": "power_off"}))["ok"], true);
+    assert_eq!(vm.wait().code(), Some(6));
 }

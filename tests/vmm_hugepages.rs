@@ -77,7 +77,10 @@ fn hugepage_backed_guest_and_not_enough_pages() {
     assert_eq!(st.code(), Some(3), "{err}");
     assert!(err.contains("not enough 2M hugepages"), "{err}");
     assert_eq!(read_num(FREE), free);
-    assert_eq!(read_num("/sys/kernel/mm/hugepages/hugepages-2048kB/resv_hugepages"), 0);
+    assert_eq!(
+        read_num("/sys/kernel/mm/hugepages/hugepages-2048kB/resv_hugepages"),
+        0
+    );
 
     // Two NUMA cells on hugepages, the first bound to host node 0.
     let d = tempfile::tempdir().unwrap();
@@ -90,5 +93,59 @@ fn hugepage_backed_guest_and_not_enough_pages() {
     let mut vm = Vmm::start(d.path(), &s);
     assert_eq!(vm.wait().code(), Some(0), "{}", vm.stderr());
     let c = vm.console();
-    assert!(c.contains("mem_mib=32 vcpus=2") && c.contains("mem_ok"), "{c}");
+    assert!(
+        c.contains("mem_mib=32 vcpus=2") && c.contains("mem_ok"),
+        "{c}"
+    );
+}
+
+#[test]
+fn one_gib_pages_and_ram_above_the_mmio_gap() {
+    // 1 GiB pages: reserve one page (fails on hosts without 1 GiB page support or memory).
+    let nr = "/sys/kernel/mm/hugepages/hugepages-1048576kB/nr_hugepages";
+    let free = "/sys/kernel/mm/hugepages/hugepages-1048576kB/free_hugepages";
+    let old = read_num(nr);
+    let _restore = Restore1g(old);
+    let _ = std::fs::write(nr, (old + 1).to_string());
+    if read_num(free) == 0 {
+        eprintln!("SKIP: cannot reserve a 1 GiB hugepage on this host");
+        return;
+    }
+    let (st, out, err) = run_direct(&[
+        "--kernel",
+        GUEST,
+        "--memory-mib",
+        "1024",
+        "--hugepages",
+        "1G",
+        "--cmdline",
+        "exit=poweroff",
+    ]);
+    assert_eq!(st.code(), Some(0), "{err}");
+    assert!(out.contains("mem_mib=1024 vcpus=1"), "{out}");
+    drop(_restore);
+
+    // 4.5 GiB of anonymous RAM: 3 GiB below the MMIO gap, 1.5 GiB from 4 GiB up.
+    let (st, out, err) = run_direct(&[
+        "--kernel",
+        GUEST,
+        "--memory-mib",
+        "4608",
+        "--vcpus",
+        "2",
+        "--cmdline",
+        "exit=poweroff",
+    ]);
+    assert_eq!(st.code(), Some(0), "{err}");
+    assert!(out.contains("mem_mib=4608 vcpus=2"), "{out}");
+}
+
+struct Restore1g(u64);
+impl Drop for Restore1g {
+    fn drop(&mut self) {
+        let _ = std::fs::write(
+            "/sys/kernel/mm/hugepages/hugepages-1048576kB/nr_hugepages",
+            self.0.to_string(),
+        );
+    }
 }

@@ -12,7 +12,10 @@ fn threads(pid: u32) -> BTreeMap<String, Vec<String>> {
     let mut out: BTreeMap<String, Vec<String>> = BTreeMap::new();
     for t in std::fs::read_dir(format!("/proc/{pid}/task")).unwrap() {
         let t = t.unwrap().path();
-        let comm = std::fs::read_to_string(t.join("comm")).unwrap().trim().to_string();
+        let comm = std::fs::read_to_string(t.join("comm"))
+            .unwrap()
+            .trim()
+            .to_string();
         let status = std::fs::read_to_string(t.join("status")).unwrap();
         let cpus = status
             .lines()

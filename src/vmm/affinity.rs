@@ -50,7 +50,8 @@ pub fn allowed_cpus() -> Result<BTreeSet<u32>, AffinityError> {
     // SAFETY: all-zero is a valid empty cpu_set_t.
     let mut set: libc::cpu_set_t = unsafe { std::mem::zeroed() };
     // SAFETY: pid 0 is the calling thread; `set` is writable and of the given size.
-    let rc = unsafe { libc::sched_getaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &mut set) };
+    let rc =
+        unsafe { libc::sched_getaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &mut set) };
     if rc != 0 {
         return Err(AffinityError::Affinity {
             cpus: Vec::new(),
@@ -58,7 +59,9 @@ pub fn allowed_cpus() -> Result<BTreeSet<u32>, AffinityError> {
         });
     }
     // SAFETY: every index is below the set's capacity.
-    Ok((0..SET_BITS).filter(|&c| unsafe { libc::CPU_ISSET(c as usize, &set) }).collect())
+    Ok((0..SET_BITS)
+        .filter(|&c| unsafe { libc::CPU_ISSET(c as usize, &set) })
+        .collect())
 }
 
 #[cfg(test)]
@@ -71,8 +74,14 @@ mod tests {
         let first = *before.iter().next().unwrap();
         std::thread::spawn(move || {
             pin_current_thread(&[first]).unwrap();
-            assert_eq!(allowed_cpus().unwrap().into_iter().collect::<Vec<_>>(), vec![first]);
-            assert!(matches!(pin_current_thread(&[1 << 20]), Err(AffinityError::OutOfRange(_))));
+            assert_eq!(
+                allowed_cpus().unwrap().into_iter().collect::<Vec<_>>(),
+                vec![first]
+            );
+            assert!(matches!(
+                pin_current_thread(&[1 << 20]),
+                Err(AffinityError::OutOfRange(_))
+            ));
         })
         .join()
         .unwrap();

@@ -54,7 +54,8 @@ struct RawRequest {
 impl Request {
     /// Parse one request line; unknown commands and fields a command does not take are errors.
     pub fn parse(text: &str) -> Result<Request, String> {
-        let raw: RawRequest = serde_json::from_str(text).map_err(|e| format!("bad request: {e}"))?;
+        let raw: RawRequest =
+            serde_json::from_str(text).map_err(|e| format!("bad request: {e}"))?;
         let no_args = raw.timeout_ms.is_none() && raw.bytes.is_none();
         let req = match raw.cmd.as_str() {
             "status" if no_args => Request::Status,
@@ -186,7 +187,10 @@ fn serve_conn(conn: UnixStream, ctx: &Ctx) {
     let mut line = Vec::new();
     loop {
         line.clear();
-        let n = match (&mut reader).take(MAX_LINE as u64 + 1).read_until(b'\n', &mut line) {
+        let n = match (&mut reader)
+            .take(MAX_LINE as u64 + 1)
+            .read_until(b'\n', &mut line)
+        {
             Ok(0) | Err(_) => return,
             Ok(n) => n,
         };
@@ -228,10 +232,10 @@ fn handle_line(line: &[u8], ctx: &Ctx) -> Value {
         Ok(r) => r,
         Err(e) => return error_reply(e),
     };
-    tracing::info!(?req, "control request");
     handle(req, ctx)
 }
 
+#[tracing::instrument(skip(ctx))]
 fn handle(req: Request, ctx: &Ctx) -> Value {
     let c = &ctx.control;
     match req {
@@ -259,7 +263,9 @@ fn handle(req: Request, ctx: &Ctx) -> Value {
             }
             let timeout = Duration::from_millis(timeout_ms.unwrap_or(DEFAULT_SHUTDOWN_TIMEOUT_MS));
             match c.wait_exit_timeout(timeout) {
-                Some(reason) => json!({"ok": true, "result": "guest_stopped", "reason": format!("{reason:?}")}),
+                Some(reason) => {
+                    json!({"ok": true, "result": "guest_stopped", "reason": format!("{reason:?}")})
+                }
                 None => {
                     c.request_exit(ExitReason::ForcedOff);
                     json!({"ok": true, "result": "forced"})
@@ -291,7 +297,12 @@ mod tests {
     #[test]
     fn requests_parse_and_garbage_is_rejected() {
         let r = Request::parse(r#"{"cmd":"shutdown","timeout_ms":5}"#).unwrap();
-        assert_eq!(r, Request::Shutdown { timeout_ms: Some(5) });
+        assert_eq!(
+            r,
+            Request::Shutdown {
+                timeout_ms: Some(5)
+            }
+        );
         let r = Request::parse(r#"{"cmd":"console_tail"}"#).unwrap();
         assert_eq!(r, Request::ConsoleTail { bytes: None });
         for bad in [
@@ -308,6 +319,19 @@ mod tests {
             r#"{"cmd":1}"#,
         ] {
             assert!(Request::parse(bad).is_err(), "{bad}");
+        }
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn parse_never_panics(line in ".{0,200}") {
+            let _ = Request::parse(&line);
+        }
+
+        #[test]
+        fn parse_json_shaped_garbage(cmd in "[a-z_]{0,12}", n in proptest::num::i64::ANY) {
+            let _ = Request::parse(&format!(r#"{{"cmd":"{cmd}","bytes":{n}}}"#));
+            let _ = Request::parse(&format!(r#"{{"cmd":"{cmd}","timeout_ms":{n}}}"#));
         }
     }
 }

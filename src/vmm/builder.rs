@@ -8,14 +8,14 @@ use kvm_bindings::KVM_MAX_CPUID_ENTRIES;
 use kvm_ioctls::VmFd;
 use vmm_sys_util::eventfd::{EventFd, EFD_NONBLOCK};
 
-use crate::vmm::boot::{cpuid, loader, mptable};
+use crate::vmm::boot::{acpi, cpuid, loader, mptable};
 use crate::vmm::devices::bus::PioBus;
 use crate::vmm::devices::serial::{SerialDevice, SharedConsole, COM1_IRQ};
+use crate::vmm::kvm;
 use crate::vmm::memory::{self, GuestMem};
 use crate::vmm::spec::VmSpec;
 use crate::vmm::vcpu::{self, Vcpu};
 use crate::vmm::vm::VmControl;
-use crate::vmm::kvm;
 
 /// Errors while building or starting a VM.
 #[derive(Debug, thiserror::Error)]
@@ -32,6 +32,9 @@ pub enum BuildError {
     /// MP table.
     #[error(transparent)]
     MpTable(#[from] mptable::MpTableError),
+    /// ACPI tables.
+    #[error(transparent)]
+    Acpi(#[from] acpi::AcpiError),
     /// vCPU setup.
     #[error(transparent)]
     Vcpu(#[from] vcpu::VcpuError),
@@ -53,19 +56,22 @@ pub struct Vm {
 }
 
 /// Build the VM described by `spec`: KVM VM with irqchip and PIT, guest RAM, kernel and
-/// boot parameters, MP table, COM1 on IRQ 4, and every vCPU with its CPUID and registers.
+/// boot parameters, MP table and ACPI tables, COM1 on IRQ 4, and every vCPU with its CPUID and registers.
 pub fn build(spec: &VmSpec, console: SharedConsole) -> Result<Vm, BuildError> {
     let kvm = kvm::open()?;
     let vm = kvm::create_vm(&kvm)?;
 
     let mem = memory::create(&spec.memory, &spec.cells())?;
     kvm::register_memory(&vm, &mem)?;
-    let ram = spec.memory.size_mib << 20;
-    let boot = loader::load(&mem, &spec.boot, ram)?;
-
     let topo = spec.topology();
-    let apic_ids: Vec<u32> = (0..spec.cpus.count).map(|i| cpuid::apic_id(&topo, i)).collect();
+    let apic_ids: Vec<u32> = (0..spec.cpus.count)
+        .map(|i| cpuid::apic_id(&topo, i))
+        .collect();
     mptable::write(&mem, &apic_ids)?;
+    let rsdp = acpi::write(&mem, &apic_ids)?;
+
+    let ram = spec.memory.size_mib << 20;
+    let boot = loader::load(&mem, &spec.boot, ram, rsdp)?;
 
     let serial_irq = EventFd::new(EFD_NONBLOCK).map_err(BuildError::Irq)?;
     vm.register_irqfd(&serial_irq, COM1_IRQ)
@@ -97,6 +103,11 @@ impl Vm {
             self.threads.push(h);
         }
         Ok(())
+    }
+
+    /// The device bus (for console input).
+    pub fn bus(&self) -> Arc<PioBus> {
+        self.bus.clone()
     }
 
     /// Stop and join the vCPU threads.

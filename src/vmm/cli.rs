@@ -8,6 +8,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::{Arc, Mutex};
 
+use crate::vmm::affinity;
 use crate::vmm::api::{ApiServer, VmInfo};
 use crate::vmm::builder;
 use crate::vmm::devices::serial::{ConsoleLog, SharedConsole};
@@ -17,7 +18,6 @@ use crate::vmm::spec::{
 };
 use crate::vmm::state::{exit_code, ExitReason, VmState};
 use crate::vmm::vm::{self, VmControl};
-use crate::vmm::affinity;
 
 /// Hugepage size in the direct form.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -184,6 +184,9 @@ fn run_loop(spec: &VmSpec, direct: bool, control: &Arc<VmControl>, console: &Sha
         if let Err(e) = vm.start(spec, control) {
             control.request_exit(ExitReason::VmmError(e.to_string()));
         }
+        if direct {
+            forward_stdin(vm.bus());
+        }
         let reason = control.wait_exit();
         vm.stop(control);
         drop(vm);
@@ -191,16 +194,50 @@ fn run_loop(spec: &VmSpec, direct: bool, control: &Arc<VmControl>, console: &Sha
             && !direct
             && spec.on_reset == OnReset::Restart
             && control.state() != VmState::ShuttingDown;
-        if restart && control.transition(VmState::Resetting).is_ok() {
+        if restart && control.begin_restart() {
             tracing::info!("guest reset: restarting");
-            control.clear_exit();
             continue;
         }
+        let reason = control.exit_reason().unwrap_or(reason);
         match &reason {
             ExitReason::Crash(m) | ExitReason::VmmError(m) => eprintln!("novakvm vmm: {m}"),
             _ => {}
         }
         tracing::info!(?reason, "VM ended");
         return reason.exit_code(direct);
+    }
+}
+
+/// Direct form: feed standard input to COM1 on thread `stdin` (ends at EOF).
+fn forward_stdin(bus: Arc<crate::vmm::devices::bus::PioBus>) {
+    // SAFETY: isatty/tcgetpgrp/getpgrp only query state of fd 0 and this process.
+    let background_tty = unsafe { libc::isatty(0) == 1 && libc::tcgetpgrp(0) != libc::getpgrp() };
+    if background_tty {
+        // Reading would stop the process with SIGTTIN.
+        return;
+    }
+    let spawned = std::thread::Builder::new()
+        .name("stdin".into())
+        .spawn(move || {
+            use std::io::Read;
+            let mut buf = [0u8; 64];
+            let mut stdin = std::io::stdin().lock();
+            while let Ok(n) = stdin.read(&mut buf) {
+                if n == 0 {
+                    return;
+                }
+                let mut rest = &buf[..n];
+                while !rest.is_empty() {
+                    let taken = bus.serial_input(rest);
+                    rest = &rest[taken..];
+                    if taken == 0 {
+                        // Receive FIFO full: let the guest drain it.
+                        std::thread::sleep(std::time::Duration::from_millis(2));
+                    }
+                }
+            }
+        });
+    if let Err(e) = spawned {
+        tracing::warn!(error = %e, "console input thread");
     }
 }

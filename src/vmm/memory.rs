@@ -153,13 +153,9 @@ fn map_region(spec: &MemorySpec, len: u64) -> Result<MmapRegion<()>, MemoryError
             let file = unsafe { File::from_raw_fd(fd) };
             file.set_len(len).map_err(MemoryError::Memfd)?;
             // A shared hugetlb mapping reserves its pages at mmap time: ENOMEM if short.
-            let mut region = MmapRegion::build(
-                Some(FileOffset::new(file, 0)),
-                size,
-                prot,
-                libc::MAP_SHARED,
-            )
-            .map_err(|source| MemoryError::Mmap { size: len, source })?;
+            let mut region =
+                MmapRegion::build(Some(FileOffset::new(file, 0)), size, prot, libc::MAP_SHARED)
+                    .map_err(|source| MemoryError::Mmap { size: len, source })?;
             region.set_hugetlbfs(true);
             Ok(region)
         }
@@ -221,7 +217,7 @@ fn prealloc(addr: *mut u8, len: u64) -> Result<(), MemoryError> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use vm_memory::{Bytes, GuestMemory};
+    use vm_memory::{Bytes, GuestMemoryBackend};
 
     #[test]
     fn anonymous_memory_with_two_cells() {
@@ -245,7 +241,10 @@ mod tests {
         let mem = create(&spec, &cells).unwrap();
         assert_eq!(mem.num_regions(), 2);
         mem.write_obj(0x1234u32, GuestAddress(0x7f_fffc)).unwrap();
-        assert_eq!(mem.read_obj::<u32>(GuestAddress(0x7f_fffc)).unwrap(), 0x1234);
+        assert_eq!(
+            mem.read_obj::<u32>(GuestAddress(0x7f_fffc)).unwrap(),
+            0x1234
+        );
         assert!(mem.read_obj::<u32>(GuestAddress(0x80_0000)).is_err());
     }
 
@@ -261,6 +260,9 @@ mod tests {
             memory_mib: 2,
             host_node: Some(100),
         }];
-        assert!(matches!(create(&spec, &cells), Err(MemoryError::Mbind { .. })));
+        assert!(matches!(
+            create(&spec, &cells),
+            Err(MemoryError::Mbind { .. })
+        ));
     }
 }

@@ -283,19 +283,25 @@ impl VmSpec {
     pub fn validate(&self) -> Result<(), SpecError> {
         let n = self.cpus.count;
         if n == 0 || n > MAX_VCPUS {
-            return Err(invalid("cpus.count", format!("{n} is not in 1..={MAX_VCPUS}")));
+            return Err(invalid(
+                "cpus.count",
+                format!("{n} is not in 1..={MAX_VCPUS}"),
+            ));
         }
         if let Some(t) = self.cpus.topology {
             if t.sockets == 0 || t.cores == 0 || t.threads == 0 {
-                return Err(invalid("cpus.topology", "sockets, cores and threads must be >= 1"));
+                return Err(invalid(
+                    "cpus.topology",
+                    "sockets, cores and threads must be >= 1",
+                ));
             }
-            let prod = u64::from(t.sockets) * u64::from(t.cores) * u64::from(t.threads);
+            let prod = u64::from(t.sockets)
+                .saturating_mul(u64::from(t.cores))
+                .saturating_mul(u64::from(t.threads));
             if prod != u64::from(n) {
                 return Err(invalid(
                     "cpus.topology",
-                    format!(
-                        "sockets*cores*threads = {prod} but cpus.count = {n}"
-                    ),
+                    format!("sockets*cores*threads = {prod} but cpus.count = {n}"),
                 ));
             }
         }
@@ -303,14 +309,20 @@ impl VmSpec {
         if m.size_mib < MIN_MEMORY_MIB || m.size_mib > MAX_MEMORY_MIB {
             return Err(invalid(
                 "memory.size_mib",
-                format!("{} is not in {MIN_MEMORY_MIB}..={MAX_MEMORY_MIB}", m.size_mib),
+                format!(
+                    "{} is not in {MIN_MEMORY_MIB}..={MAX_MEMORY_MIB}",
+                    m.size_mib
+                ),
             ));
         }
         let page_mib = m.backing.page_size() >> 20;
         if page_mib > 0 && m.size_mib % page_mib != 0 {
             return Err(invalid(
                 "memory.size_mib",
-                format!("{} MiB is not a multiple of the {page_mib} MiB page size", m.size_mib),
+                format!(
+                    "{} MiB is not a multiple of the {page_mib} MiB page size",
+                    m.size_mib
+                ),
             ));
         }
         self.validate_numa(page_mib)?;
@@ -369,12 +381,18 @@ impl VmSpec {
             }
         }
         if seen.len() != self.cpus.count as usize {
-            return Err(invalid("numa.cpus", "every vCPU must be in exactly one cell"));
+            return Err(invalid(
+                "numa.cpus",
+                "every vCPU must be in exactly one cell",
+            ));
         }
         if total != self.memory.size_mib {
             return Err(invalid(
                 "numa.memory_mib",
-                format!("cells add up to {total} MiB but memory.size_mib = {}", self.memory.size_mib),
+                format!(
+                    "cells add up to {total} MiB but memory.size_mib = {}",
+                    self.memory.size_mib
+                ),
             ));
         }
         Ok(())
@@ -387,10 +405,18 @@ impl VmSpec {
         }
         let c = &self.boot.cmdline;
         if c.len() >= MAX_CMDLINE {
-            return Err(invalid("boot.cmdline", format!("longer than {} bytes", MAX_CMDLINE - 1)));
+            return Err(invalid(
+                "boot.cmdline",
+                format!("longer than {} bytes", MAX_CMDLINE - 1),
+            ));
         }
-        if c.bytes().any(|b| b == 0 || !(b == b' ' || b.is_ascii_graphic())) {
-            return Err(invalid("boot.cmdline", "only printable ASCII and spaces are allowed"));
+        if c.bytes()
+            .any(|b| b == 0 || !(b == b' ' || b.is_ascii_graphic()))
+        {
+            return Err(invalid(
+                "boot.cmdline",
+                "only printable ASCII and spaces are allowed",
+            ));
         }
         Ok(())
     }
@@ -403,15 +429,24 @@ impl VmSpec {
         let mut seen = BTreeSet::new();
         for pin in &p.vcpus {
             if pin.vcpu >= self.cpus.count {
-                return Err(invalid("pinning.vcpus", format!("vCPU {} does not exist", pin.vcpu)));
+                return Err(invalid(
+                    "pinning.vcpus",
+                    format!("vCPU {} does not exist", pin.vcpu),
+                ));
             }
             if !seen.insert(pin.vcpu) {
-                return Err(invalid("pinning.vcpus", format!("vCPU {} pinned twice", pin.vcpu)));
+                return Err(invalid(
+                    "pinning.vcpus",
+                    format!("vCPU {} pinned twice", pin.vcpu),
+                ));
             }
             if !host.contains(&pin.host_cpu) {
                 return Err(invalid(
                     "pinning.vcpus",
-                    format!("host CPU {} is not available (have {:?})", pin.host_cpu, host),
+                    format!(
+                        "host CPU {} is not available (have {:?})",
+                        pin.host_cpu, host
+                    ),
                 ));
             }
         }
@@ -435,7 +470,10 @@ pub fn host_cpus() -> BTreeSet<u32> {
 fn check_file(field: &'static str, p: &Path) -> Result<(), SpecError> {
     match std::fs::metadata(p) {
         Ok(md) if md.is_file() => Ok(()),
-        Ok(_) => Err(invalid(field, format!("{} is not a regular file", p.display()))),
+        Ok(_) => Err(invalid(
+            field,
+            format!("{} is not a regular file", p.display()),
+        )),
         Err(e) => Err(invalid(field, format!("{}: {e}", p.display()))),
     }
 }
@@ -449,7 +487,10 @@ fn check_parent_dir(field: &'static str, p: &Path) -> Result<(), SpecError> {
         return Err(invalid(field, format!("{} has no file name", p.display())));
     }
     if !parent.is_dir() {
-        return Err(invalid(field, format!("directory {} does not exist", parent.display())));
+        return Err(invalid(
+            field,
+            format!("directory {} does not exist", parent.display()),
+        ));
     }
     Ok(())
 }
@@ -489,15 +530,30 @@ mod tests {
                 "cpus.topology",
                 serde_json::json!({"cpus": {"count": 2, "topology": {"sockets": 2, "cores": 2, "threads": 1}}}),
             ),
-            ("memory.size_mib", serde_json::json!({"memory": {"size_mib": 1}})),
+            (
+                "memory.size_mib",
+                serde_json::json!({"memory": {"size_mib": 1}}),
+            ),
             (
                 "memory.size_mib",
                 serde_json::json!({"memory": {"size_mib": 3, "backing": "hugepages_2m"}}),
             ),
-            ("boot.kernel", serde_json::json!({"boot": {"kernel": "/nonexistent/k"}})),
-            ("boot.kernel", serde_json::json!({"boot": {"kernel": "/tmp"}})),
-            ("serial.log_max_bytes", serde_json::json!({"serial": {"log_max_bytes": 10}})),
-            ("serial.log_path", serde_json::json!({"serial": {"log_path": "/nonexistent/x.log"}})),
+            (
+                "boot.kernel",
+                serde_json::json!({"boot": {"kernel": "/nonexistent/k"}}),
+            ),
+            (
+                "boot.kernel",
+                serde_json::json!({"boot": {"kernel": "/tmp"}}),
+            ),
+            (
+                "serial.log_max_bytes",
+                serde_json::json!({"serial": {"log_max_bytes": 10}}),
+            ),
+            (
+                "serial.log_path",
+                serde_json::json!({"serial": {"log_path": "/nonexistent/x.log"}}),
+            ),
             (
                 "numa.memory_mib",
                 serde_json::json!({"numa": [{"cpus": [0, 1], "memory_mib": 32}]}),
@@ -522,7 +578,10 @@ mod tests {
                 "pinning.emulator",
                 serde_json::json!({"pinning": {"emulator": [4096]}}),
             ),
-            ("control_socket", serde_json::json!({"control_socket": "/x/".to_string() + &"a".repeat(120)})),
+            (
+                "control_socket",
+                serde_json::json!({"control_socket": "/x/".to_string() + &"a".repeat(120)}),
+            ),
         ];
         for (field, patch) in cases {
             let mut v = base(k.path());
@@ -552,6 +611,25 @@ mod tests {
                     }
                 }
             }
+        }
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn from_json_never_panics(text in ".{0,300}") {
+            let _ = VmSpec::from_json(&text);
+        }
+
+        #[test]
+        fn numbers_never_panic(count in 1u32..300, mib in proptest::num::u64::ANY,
+                               s in proptest::num::u32::ANY, c in proptest::num::u32::ANY,
+                               t in proptest::num::u32::ANY) {
+            let v = serde_json::json!({
+                "cpus": {"count": count, "topology": {"sockets": s, "cores": c, "threads": t}},
+                "memory": {"size_mib": mib, "backing": "hugepages_1g"},
+                "boot": {"kernel": "/bin/sh"},
+            });
+            let _ = VmSpec::from_json(&v.to_string());
         }
     }
 }

@@ -57,7 +57,13 @@ impl Vcpu {
         mem: &GuestMem,
         boot: BootEntry,
     ) -> Result<Vcpu, VcpuError> {
-        let kvm = |what| move |source| VcpuError::Kvm { index, what, source };
+        let kvm = |what| {
+            move |source| VcpuError::Kvm {
+                index,
+                what,
+                source,
+            }
+        };
         let fd = vm
             .create_vcpu(u64::from(cpuid::apic_id(topo, index)))
             .map_err(kvm("KVM_CREATE_VCPU"))?;

@@ -117,7 +117,14 @@ impl VmControl {
     /// Record why the VM ends (the first reason wins) and kick the vCPUs.
     pub fn request_exit(&self, reason: ExitReason) {
         let mut g = self.lock();
-        if g.exit.is_none() {
+        // The first reason wins, except that a stop request beats a pending reset (which
+        // would otherwise restart the guest and lose the request).
+        let replace = match &g.exit {
+            None => true,
+            Some(ExitReason::Reset) => reason != ExitReason::Reset,
+            Some(_) => false,
+        };
+        if replace {
             tracing::info!(?reason, "VM exit requested");
             g.exit = Some(reason);
         }
@@ -163,11 +170,18 @@ impl VmControl {
         }
     }
 
-    /// Clear the exit reason before a restart.
-    pub fn clear_exit(&self) {
+    /// If the VM ended with a guest reset, move to `Resetting` and clear the exit reason
+    /// (atomically, so a concurrent stop request is not lost). Returns whether to restart.
+    pub fn begin_restart(&self) -> bool {
         let mut g = self.lock();
+        if g.exit != Some(ExitReason::Reset)
+            || Self::transition_locked(&mut g, VmState::Resetting).is_err()
+        {
+            return false;
+        }
         g.exit = None;
         g.parked = 0;
+        true
     }
 
     /// A vCPU thread registers itself (to be kicked).
@@ -319,5 +333,25 @@ mod tests {
         }
         assert_eq!(c.wait_exit(), ExitReason::PowerOff);
         assert_eq!(c.boots(), 1);
+        assert!(!c.begin_restart());
+    }
+
+    #[test]
+    fn stop_request_beats_pending_reset() {
+        let c = VmControl::new();
+        c.transition(VmState::Running).unwrap();
+        c.request_exit(ExitReason::Reset);
+        c.request_exit(ExitReason::ForcedOff);
+        assert_eq!(c.exit_reason(), Some(ExitReason::ForcedOff));
+        assert!(!c.begin_restart());
+
+        let c = VmControl::new();
+        c.transition(VmState::Running).unwrap();
+        c.request_exit(ExitReason::Reset);
+        assert!(c.begin_restart());
+        assert_eq!(c.state(), VmState::Resetting);
+        assert_eq!(c.exit_reason(), None);
+        c.transition(VmState::Running).unwrap();
+        assert_eq!(c.boots(), 2);
     }
 }

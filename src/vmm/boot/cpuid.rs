@@ -150,7 +150,11 @@ mod tests {
         assert_eq!(l1.ebx >> 24, 1);
         assert_eq!((l1.ebx >> 16) & 0xff, 2);
         assert_ne!(l1.ecx & (1 << 31), 0);
-        let b1 = c.as_slice().iter().find(|e| e.function == 0xb && e.index == 1).unwrap();
+        let b1 = c
+            .as_slice()
+            .iter()
+            .find(|e| e.function == 0xb && e.index == 1)
+            .unwrap();
         assert_eq!(b1.ebx, 2);
         assert_eq!(b1.edx, 1);
         assert!(c.as_slice().iter().all(|e| e.function != 0x1f));

@@ -92,6 +92,6 @@ mod tests {
         let m = memory_map(128 << 20);
         let ram: u64 = m.iter().filter(|e| e.2 == E820_RAM).map(|e| e.1).sum();
         assert_eq!(ram.div_ceil(1 << 20), 128);
-        assert!(PVH_MEMMAP_MAX >= 8);
+        const { assert!(PVH_MEMMAP_MAX >= 8) };
     }
 }

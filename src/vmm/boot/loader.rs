@@ -70,8 +70,14 @@ fn open(path: &std::path::Path) -> Result<File, LoaderError> {
     })
 }
 
-/// Load kernel, cmdline and initrd for `ram` bytes of RAM; write the boot parameters.
-pub fn load(mem: &GuestMem, boot: &BootSpec, ram: u64) -> Result<BootEntry, LoaderError> {
+/// Load kernel, cmdline and initrd for `ram` bytes of RAM; write the boot parameters
+/// (pointing at the ACPI RSDP at `rsdp`).
+pub fn load(
+    mem: &GuestMem,
+    boot: &BootSpec,
+    ram: u64,
+    rsdp: u64,
+) -> Result<BootEntry, LoaderError> {
     let mut kernel = open(&boot.kernel)?;
     let himem = Some(GuestAddress(HIMEM_START));
     let (entry, setup, kernel_end) = match Elf::load(mem, None, &mut kernel, himem) {
@@ -84,17 +90,15 @@ pub fn load(mem: &GuestMem, boot: &BootSpec, ram: u64) -> Result<BootEntry, Load
                 None,
                 r.kernel_end,
             ),
-            _ => {
-                let entry = elf_entry(&mut kernel).unwrap_or(r.kernel_load.0);
-                (
-                    BootEntry {
-                        mode: EntryMode::Linux64,
-                        entry,
-                    },
-                    None,
-                    r.kernel_end,
-                )
-            }
+            // vmlinux: linux-loader reports e_entry (startup_64's physical address).
+            _ => (
+                BootEntry {
+                    mode: EntryMode::Linux64,
+                    entry: r.kernel_load.0,
+                },
+                None,
+                r.kernel_end,
+            ),
         },
         Err(elf) => match BzImage::load(mem, None, &mut kernel, himem) {
             Ok(r) => (
@@ -124,21 +128,10 @@ pub fn load(mem: &GuestMem, boot: &BootSpec, ram: u64) -> Result<BootEntry, Load
         None => None,
     };
     match entry.mode {
-        EntryMode::Pvh => pvh::write_start_info(mem, ram, initrd)?,
-        EntryMode::Linux64 => write_zero_page(mem, setup, ram, cmdline.len() as u32, initrd)?,
+        EntryMode::Pvh => pvh::write_start_info(mem, ram, initrd, rsdp)?,
+        EntryMode::Linux64 => write_zero_page(mem, setup, ram, cmdline.len() as u32, initrd, rsdp)?,
     }
     Ok(entry)
-}
-
-/// ELF e_entry (the 64-bit entry of a vmlinux; linux-loader reports the load address).
-fn elf_entry(f: &mut File) -> Option<u64> {
-    use std::io::{Read, Seek, SeekFrom};
-    let mut hdr = [0u8; 32];
-    f.seek(SeekFrom::Start(0)).ok()?;
-    f.read_exact(&mut hdr).ok()?;
-    let mut e = [0u8; 8];
-    e.copy_from_slice(&hdr[24..32]);
-    Some(u64::from_le_bytes(e))
 }
 
 fn load_initrd(
@@ -177,8 +170,12 @@ fn write_zero_page(
     ram: u64,
     cmdline_size: u32,
     initrd: Option<(u64, u64)>,
+    rsdp: u64,
 ) -> Result<(), LoaderError> {
-    let mut params = boot_params::default();
+    let mut params = boot_params {
+        acpi_rsdp_addr: rsdp,
+        ..Default::default()
+    };
     if let Some(h) = setup {
         params.hdr = h;
     }

@@ -1,5 +1,6 @@
 //! Booting a guest: memory layout, kernel loading, boot protocols, CPU setup.
 
+pub mod acpi;
 pub mod cpuid;
 pub mod layout;
 pub mod loader;

@@ -25,11 +25,12 @@ const XEN_HVM_START_MAGIC_VALUE: u32 = 0x336e_c578;
 /// Address of the initrd module entry, after the memmap area.
 const MODLIST_START: u64 = layout::ZERO_PAGE_START - 0x40;
 
-/// Write start_info for `ram` bytes of RAM; `initrd` is `(addr, size)`.
+/// Write start_info for `ram` bytes of RAM; `initrd` is `(addr, size)`, `rsdp` the ACPI RSDP.
 pub fn write_start_info(
     mem: &GuestMem,
     ram: u64,
     initrd: Option<(u64, u64)>,
+    rsdp: u64,
 ) -> Result<(), PvhError> {
     let map: Vec<hvm_memmap_table_entry> = layout::memory_map(ram)
         .into_iter()
@@ -49,6 +50,7 @@ pub fn write_start_info(
         cmdline_paddr: CMDLINE_START,
         memmap_paddr: PVH_MEMMAP_START,
         memmap_entries: map.len() as u32,
+        rsdp_paddr: rsdp,
         ..Default::default()
     };
     let mut params = BootParams::new(&info, GuestAddress(PVH_INFO_START));

@@ -71,11 +71,7 @@ fn segment(entry: u64, index: u16) -> kvm_segment {
 }
 
 /// Set up segments, control registers and (for Linux64) page tables on the boot vCPU.
-pub fn setup_sregs(
-    mem: &GuestMem,
-    vcpu: &VcpuFd,
-    mode: EntryMode,
-) -> Result<(), RegsError> {
+pub fn setup_sregs(mem: &GuestMem, vcpu: &VcpuFd, mode: EntryMode) -> Result<(), RegsError> {
     let code = match mode {
         EntryMode::Pvh => 0xc09b,     // 32-bit code, 4 GiB
         EntryMode::Linux64 => 0xa09b, // 64-bit code
@@ -167,17 +163,17 @@ pub fn setup_fpu(vcpu: &VcpuFd) -> Result<(), RegsError> {
 /// (kvm_pvm refuses some); those are not fatal.
 pub fn setup_msrs(vcpu: &VcpuFd) -> Result<Vec<u32>, RegsError> {
     const LIST: [(u32, u64); 11] = [
-        (0x174, 0),                 // IA32_SYSENTER_CS
-        (0x175, 0),                 // IA32_SYSENTER_ESP
-        (0x176, 0),                 // IA32_SYSENTER_EIP
-        (0xc000_0081, 0),           // STAR
-        (0xc000_0083, 0),           // CSTAR
-        (0xc000_0102, 0),           // KERNEL_GS_BASE
-        (0xc000_0084, 0),           // SYSCALL_MASK
-        (0xc000_0082, 0),           // LSTAR
-        (0x10, 0),                  // TSC
-        (0x1a0, 1),                 // IA32_MISC_ENABLE: fast strings
-        (0x2ff, (1 << 11) | 0x6),   // MTRRdefType: enabled, write-back
+        (0x174, 0),               // IA32_SYSENTER_CS
+        (0x175, 0),               // IA32_SYSENTER_ESP
+        (0x176, 0),               // IA32_SYSENTER_EIP
+        (0xc000_0081, 0),         // STAR
+        (0xc000_0083, 0),         // CSTAR
+        (0xc000_0102, 0),         // KERNEL_GS_BASE
+        (0xc000_0084, 0),         // SYSCALL_MASK
+        (0xc000_0082, 0),         // LSTAR
+        (0x10, 0),                // TSC
+        (0x1a0, 1),               // IA32_MISC_ENABLE: fast strings
+        (0x2ff, (1 << 11) | 0x6), // MTRRdefType: enabled, write-back
     ];
     let mut refused = Vec::new();
     for (index, data) in LIST {

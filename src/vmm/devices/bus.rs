@@ -16,7 +16,14 @@ static UNKNOWN: AtomicU64 = AtomicU64::new(0);
 fn log_unknown(kind: &str, addr: u64, len: usize, write: Option<&[u8]>) {
     let n = UNKNOWN.fetch_add(1, Ordering::Relaxed);
     if n < LOG_FIRST || n % LOG_EVERY == 0 {
-        tracing::debug!(kind, addr = format_args!("{addr:#x}"), len, ?write, count = n + 1, "unhandled guest access");
+        tracing::debug!(
+            kind,
+            addr = format_args!("{addr:#x}"),
+            len,
+            ?write,
+            count = n + 1,
+            "unhandled guest access"
+        );
     }
 }
 
@@ -45,6 +52,11 @@ impl PioBus {
         }
     }
 
+    /// Feed console input to COM1; returns how many bytes were taken.
+    pub fn serial_input(&self, bytes: &[u8]) -> usize {
+        self.with_serial(|s| s.input(bytes))
+    }
+
     /// Port read.
     pub fn pio_read(&self, port: u16, data: &mut [u8]) {
         match port {
@@ -54,7 +66,13 @@ impl PioBus {
             i8042::DATA_PORT | i8042::COMMAND_PORT if data.len() == 1 => {
                 data[0] = i8042::read(port);
             }
-            pm::PM1A_CNT => data.fill(0),
+            // PM1 status/enable and control (SCI_EN = 1: always in ACPI mode).
+            p if (pm::PM1A_EVT..pm::PM1A_CNT + 2).contains(&p) => {
+                data.fill(0);
+                if let (pm::PM1A_CNT, Some(b)) = (p, data.first_mut()) {
+                    *b = 1;
+                }
+            }
             _ => {
                 data.fill(0xff);
                 log_unknown("pio-read", u64::from(port), data.len(), None);
@@ -72,7 +90,8 @@ impl PioBus {
             i8042::DATA_PORT | i8042::COMMAND_PORT if data.len() == 1 => {
                 i8042::write(port, data[0])
             }
-            pm::PM1A_CNT | pm::RESET_CNT => pm::write(port, data),
+            pm::PM1A_CNT | pm::PM1A_CNT_HIGH | pm::RESET_CNT => pm::write(port, data),
+            p if (pm::PM1A_EVT..pm::PM1A_CNT).contains(&p) => PioAction::None,
             _ => {
                 log_unknown("pio-write", u64::from(port), data.len(), Some(data));
                 PioAction::None
@@ -101,7 +120,8 @@ mod tests {
 
     #[test]
     fn garbage_never_panics() {
-        let console = Arc::new(Mutex::new(ConsoleLog::stdout(4096)));
+        let f = tempfile::NamedTempFile::new().unwrap();
+        let console = Arc::new(Mutex::new(ConsoleLog::file(f.path(), 4096).unwrap()));
         let bus = PioBus::new(SerialDevice::new(console.clone(), EventFd::new(0).unwrap()));
         let mut x = 0x1234_5678u64;
         for _ in 0..20_000 {
@@ -109,7 +129,7 @@ mod tests {
             x ^= x >> 7;
             x ^= x << 17;
             let port = (x & 0xffff) as u16;
-            if port == 0x3f8 || port == 0x64 || port == 0x604 || port == 0xcf9 {
+            if port == 0x3f8 || port == 0x64 || port == 0x604 || port == 0x605 || port == 0xcf9 {
                 continue;
             }
             let len = [0usize, 1, 2, 4, 8][(x >> 20) as usize % 5];
@@ -128,5 +148,10 @@ mod tests {
         assert_eq!(bus.pio_write(0x64, &[0xfe]), PioAction::Reset);
         bus.pio_write(0x3f8, b"A");
         assert_eq!(console.lock().unwrap().tail(1), b"A");
+        // Input shows up in the receive buffer register.
+        assert_eq!(bus.serial_input(b"hi"), 2);
+        let mut b = [0u8; 1];
+        bus.pio_read(0x3f8, &mut b);
+        assert_eq!(&b, b"h");
     }
 }

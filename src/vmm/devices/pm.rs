@@ -3,8 +3,12 @@
 
 use super::PioAction;
 
+/// PM1a event block (status/enable; reads as zero).
+pub const PM1A_EVT: u16 = 0x600;
 /// PM1a control register.
 pub const PM1A_CNT: u16 = 0x604;
+/// High byte of PM1a_CNT: the ACPI FADT's sleep control register.
+pub const PM1A_CNT_HIGH: u16 = 0x605;
 /// Reset control register.
 pub const RESET_CNT: u16 = 0xcf9;
 const SLP_EN: u16 = 1 << 13;
@@ -15,6 +19,14 @@ pub fn write(port: u16, data: &[u8]) -> PioAction {
         PM1A_CNT if data.len() >= 2 => {
             let v = u16::from_le_bytes([data[0], data[1]]);
             if v & SLP_EN != 0 {
+                PioAction::PowerOff
+            } else {
+                PioAction::None
+            }
+        }
+        // 8-bit access to the high byte: SLP_EN is bit 5 there (FADT SLEEP_CONTROL_REG).
+        PM1A_CNT_HIGH if data.len() == 1 => {
+            if data[0] & (SLP_EN >> 8) as u8 != 0 {
                 PioAction::PowerOff
             } else {
                 PioAction::None
@@ -36,6 +48,8 @@ mod tests {
         assert_eq!(write(PM1A_CNT, &[0x00, 0x3c]), PioAction::PowerOff);
         assert_eq!(write(PM1A_CNT, &[0x01, 0x00]), PioAction::None);
         assert_eq!(write(PM1A_CNT, &[0x20]), PioAction::None);
+        assert_eq!(write(PM1A_CNT_HIGH, &[0x34]), PioAction::PowerOff);
+        assert_eq!(write(PM1A_CNT_HIGH, &[0x14]), PioAction::None);
         assert_eq!(write(RESET_CNT, &[0x06]), PioAction::Reset);
         assert_eq!(write(RESET_CNT, &[0x02]), PioAction::None);
     }

@@ -161,6 +161,21 @@ impl SerialDevice {
         self.uart.read(offset)
     }
 
+    /// Queue input bytes for the guest; returns how many fit in the receive FIFO.
+    pub fn input(&mut self, bytes: &[u8]) -> usize {
+        let room = self.uart.fifo_capacity().min(bytes.len());
+        if room == 0 {
+            return 0;
+        }
+        match self.uart.enqueue_raw_bytes(&bytes[..room]) {
+            Ok(n) => n,
+            Err(e) => {
+                tracing::debug!(error = ?e, "serial input");
+                0
+            }
+        }
+    }
+
     /// Port write at `offset` (0..8).
     pub fn write(&mut self, offset: u8, value: u8) {
         if let Err(e) = self.uart.write(offset, value) {

@@ -1,0 +1,219 @@
+//! Minimal ACPI tables so guests find CPUs and can power off the ACPI way:
+//! RSDP -> XSDT -> {FADT -> DSDT, MADT}. The FADT is hardware-reduced: its
+//! SLEEP_CONTROL_REG is the high byte (port 0x605) of the q35-style PM1a_CNT at 0x604,
+//! so `SLP_TYP | SLP_EN` written there powers off exactly like a 16-bit 0x2000 to 0x604.
+//! The DSDT holds only `\_S5_`.
+
+use vm_memory::{Bytes, GuestAddress};
+
+use crate::vmm::memory::GuestMem;
+
+/// ACPI errors.
+#[derive(Debug, thiserror::Error)]
+pub enum AcpiError {
+    /// Writing the tables failed.
+    #[error("writing ACPI tables: {0}")]
+    Write(#[from] vm_memory::GuestMemoryError),
+    /// The tables do not fit their area.
+    #[error("ACPI tables too large ({0} bytes)")]
+    TooLarge(usize),
+}
+
+/// RSDP address (in the reserved BIOS area; guests also find it by scanning there).
+pub const RSDP_START: u64 = 0xe0000;
+/// End of the area the tables live in.
+const ACPI_END: u64 = 0x10_0000;
+/// Port of the FADT sleep control register (high byte of PM1a_CNT).
+pub const SLEEP_CONTROL_PORT: u16 = 0x605;
+/// Port of the FADT sleep status register.
+pub const SLEEP_STATUS_PORT: u16 = 0x601;
+
+const OEM_ID: &[u8; 6] = b"NOVAKV";
+const OEM_TABLE_ID: &[u8; 8] = b"NOVAKVM ";
+
+fn checksum(b: &[u8]) -> u8 {
+    0u8.wrapping_sub(b.iter().fold(0u8, |a, &x| a.wrapping_add(x)))
+}
+
+/// An SDT: 36-byte header + body, checksum fixed by [`Sdt::finish`].
+struct Sdt(Vec<u8>);
+
+impl Sdt {
+    fn new(sig: &[u8; 4], revision: u8) -> Sdt {
+        let mut v = Vec::with_capacity(256);
+        v.extend_from_slice(sig);
+        v.extend_from_slice(&[0; 4]); // length
+        v.push(revision);
+        v.push(0); // checksum
+        v.extend_from_slice(OEM_ID);
+        v.extend_from_slice(OEM_TABLE_ID);
+        v.extend_from_slice(&1u32.to_le_bytes()); // OEM revision
+        v.extend_from_slice(b"NOVA"); // creator id
+        v.extend_from_slice(&1u32.to_le_bytes()); // creator revision
+        Sdt(v)
+    }
+    fn finish(mut self) -> Vec<u8> {
+        let len = self.0.len() as u32;
+        self.0[4..8].copy_from_slice(&len.to_le_bytes());
+        self.0[9] = 0;
+        self.0[9] = checksum(&self.0);
+        self.0
+    }
+}
+
+/// Generic address structure: 8-bit system I/O port.
+fn gas_io8(port: u16) -> [u8; 12] {
+    let mut g = [0u8; 12];
+    g[0] = 1; // system I/O
+    g[1] = 8; // bit width
+    g[3] = 1; // byte access
+    g[4..12].copy_from_slice(&u64::from(port).to_le_bytes());
+    g
+}
+
+fn dsdt() -> Vec<u8> {
+    let mut t = Sdt::new(b"DSDT", 2);
+    // Name (\_S5_, Package (4) { 5, 5, 0, 0 })
+    t.0.extend_from_slice(&[
+        0x08, b'_', b'S', b'5', b'_', 0x12, 0x08, 0x04, 0x0a, 0x05, 0x0a, 0x05, 0x00, 0x00,
+    ]);
+    t.finish()
+}
+
+fn fadt(dsdt_addr: u64) -> Vec<u8> {
+    let mut b = vec![0u8; 276 - 36];
+    let at = |off: usize| off - 36;
+    b[at(40)..at(44)].copy_from_slice(&(dsdt_addr as u32).to_le_bytes()); // DSDT
+    b[at(45)] = 0; // preferred PM profile: unspecified
+                   // IAPC_BOOT_ARCH: no VGA, no MSI disable; legacy devices and 8042 present.
+    b[at(109)..at(111)].copy_from_slice(&0x0003u16.to_le_bytes());
+    // Flags: WBINVD | PROC_C1 | PWR_BUTTON (control method absent) | SLP_BUTTON |
+    // RESET_REG_SUP | HW_REDUCED_ACPI.
+    let flags: u32 = (1 << 0) | (1 << 2) | (1 << 4) | (1 << 5) | (1 << 10) | (1 << 20);
+    b[at(112)..at(116)].copy_from_slice(&flags.to_le_bytes());
+    // RESET_REG: port 0xcf9, value 0x6.
+    b[at(116)..at(128)].copy_from_slice(&gas_io8(0xcf9));
+    b[at(128)] = 0x06;
+    b[at(129)..at(131)].copy_from_slice(&0u16.to_le_bytes()); // ARM boot arch
+    b[at(131)] = 5; // FADT minor version (ACPI 6.5)
+    b[at(140)..at(148)].copy_from_slice(&dsdt_addr.to_le_bytes()); // X_DSDT
+    b[at(244)..at(256)].copy_from_slice(&gas_io8(SLEEP_CONTROL_PORT));
+    b[at(256)..at(268)].copy_from_slice(&gas_io8(SLEEP_STATUS_PORT));
+    b[at(268)..at(276)].copy_from_slice(b"NOVAKVM\0"); // hypervisor vendor identity
+    let mut t = Sdt::new(b"FACP", 6);
+    t.0.extend_from_slice(&b);
+    t.finish()
+}
+
+fn madt(apic_ids: &[u32]) -> Vec<u8> {
+    let mut t = Sdt::new(b"APIC", 5);
+    t.0.extend_from_slice(&0xfee0_0000u32.to_le_bytes()); // local APIC address
+    t.0.extend_from_slice(&1u32.to_le_bytes()); // PCAT_COMPAT: 8259 PICs present
+    for (uid, &id) in apic_ids.iter().enumerate() {
+        t.0.extend_from_slice(&[0, 8, uid as u8, id as u8]);
+        t.0.extend_from_slice(&1u32.to_le_bytes()); // enabled
+    }
+    let ioapic_id = apic_ids.iter().max().map_or(1, |m| m + 1) as u8;
+    t.0.extend_from_slice(&[1, 12, ioapic_id, 0]);
+    t.0.extend_from_slice(&0xfec0_0000u32.to_le_bytes());
+    t.0.extend_from_slice(&0u32.to_le_bytes()); // GSI base
+                                                // Local APIC NMI on LINT1 of all processors.
+    t.0.extend_from_slice(&[4, 6, 0xff, 0, 0, 1]);
+    t.finish()
+}
+
+fn rsdp(xsdt_addr: u64) -> Vec<u8> {
+    let mut r = Vec::with_capacity(36);
+    r.extend_from_slice(b"RSD PTR ");
+    r.push(0); // checksum (first 20 bytes)
+    r.extend_from_slice(OEM_ID);
+    r.push(2); // revision
+    r.extend_from_slice(&0u32.to_le_bytes()); // RSDT address: none
+    r.extend_from_slice(&36u32.to_le_bytes());
+    r.extend_from_slice(&xsdt_addr.to_le_bytes());
+    r.extend_from_slice(&[0; 4]); // extended checksum + reserved
+    r[8] = checksum(&r[..20]);
+    r[32] = checksum(&r);
+    r
+}
+
+/// Build the tables for CPUs with the given APIC ids, laid out from [`RSDP_START`].
+pub fn build(apic_ids: &[u32]) -> Vec<u8> {
+    let align = |n: usize| (n + 15) & !15;
+    let mut out = Vec::with_capacity(1024);
+    let xsdt_off = align(36);
+    let dsdt = dsdt();
+    let dsdt_off = align(xsdt_off + 36 + 16);
+    let fadt_off = align(dsdt_off + dsdt.len());
+    let fadt = fadt(RSDP_START + dsdt_off as u64);
+    let madt_off = align(fadt_off + fadt.len());
+    let madt = madt(apic_ids);
+    let mut xsdt = Sdt::new(b"XSDT", 1);
+    xsdt.0
+        .extend_from_slice(&(RSDP_START + fadt_off as u64).to_le_bytes());
+    xsdt.0
+        .extend_from_slice(&(RSDP_START + madt_off as u64).to_le_bytes());
+    let xsdt = xsdt.finish();
+    for (off, bytes) in [
+        (0, rsdp(RSDP_START + xsdt_off as u64)),
+        (xsdt_off, xsdt),
+        (dsdt_off, dsdt),
+        (fadt_off, fadt),
+        (madt_off, madt),
+    ] {
+        out.resize(off, 0);
+        out.extend_from_slice(&bytes);
+    }
+    out
+}
+
+/// Write the tables into guest memory; returns the RSDP address.
+pub fn write(mem: &GuestMem, apic_ids: &[u32]) -> Result<u64, AcpiError> {
+    let bytes = build(apic_ids);
+    if RSDP_START + bytes.len() as u64 > ACPI_END {
+        return Err(AcpiError::TooLarge(bytes.len()));
+    }
+    mem.write_slice(&bytes, GuestAddress(RSDP_START))?;
+    Ok(RSDP_START)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sum(b: &[u8]) -> u8 {
+        b.iter().fold(0u8, |a, &x| a.wrapping_add(x))
+    }
+
+    #[test]
+    fn tables_checksum_and_link() {
+        let t = build(&[0, 1, 2]);
+        assert_eq!(&t[..8], b"RSD PTR ");
+        assert_eq!(sum(&t[..20]), 0);
+        assert_eq!(sum(&t[..36]), 0);
+        let xsdt = (u64::from_le_bytes(t[24..32].try_into().unwrap()) - RSDP_START) as usize;
+        assert_eq!(&t[xsdt..xsdt + 4], b"XSDT");
+        let len = u32::from_le_bytes(t[xsdt + 4..xsdt + 8].try_into().unwrap()) as usize;
+        assert_eq!(sum(&t[xsdt..xsdt + len]), 0);
+        let mut sigs = Vec::new();
+        for i in 0..(len - 36) / 8 {
+            let o = xsdt + 36 + 8 * i;
+            let a = (u64::from_le_bytes(t[o..o + 8].try_into().unwrap()) - RSDP_START) as usize;
+            let l = u32::from_le_bytes(t[a + 4..a + 8].try_into().unwrap()) as usize;
+            assert_eq!(sum(&t[a..a + l]), 0);
+            sigs.push(t[a..a + 4].to_vec());
+            if &t[a..a + 4] == b"FACP" {
+                assert_eq!(l, 276);
+                let d = (u64::from_le_bytes(t[a + 140..a + 148].try_into().unwrap()) - RSDP_START)
+                    as usize;
+                assert_eq!(&t[d..d + 4], b"DSDT");
+            }
+            if &t[a..a + 4] == b"APIC" {
+                assert_eq!(l, 44 + 3 * 8 + 12 + 6);
+            }
+        }
+        assert_eq!(sigs, vec![b"FACP".to_vec(), b"APIC".to_vec()]);
+        assert!(RSDP_START + t.len() as u64 <= ACPI_END);
+        assert!(RSDP_START + build(&(0..254).collect::<Vec<_>>()).len() as u64 <= ACPI_END);
+    }
+}

@@ -90,14 +90,19 @@ fn spawn_reader(child: &mut Child) -> mpsc::Receiver<(String, Instant)> {
     rx
 }
 
-fn stderr_tail(child: &mut Child) -> String {
-    let mut s = String::new();
-    if let Some(mut e) = child.stderr.take() {
-        use std::io::Read;
-        let _ = e.read_to_string(&mut s);
-    }
-    let lines: Vec<&str> = s.lines().filter(|l| !l.trim().is_empty()).collect();
-    lines[lines.len().saturating_sub(3)..].join(" | ")
+/// Drains stderr in a thread (a full pipe would stall the VMM); the handle
+/// yields its last lines.
+fn spawn_stderr(child: &mut Child) -> std::thread::JoinHandle<String> {
+    let err = child.stderr.take();
+    std::thread::spawn(move || {
+        let mut s = String::new();
+        if let Some(mut e) = err {
+            use std::io::Read;
+            let _ = e.read_to_string(&mut s);
+        }
+        let lines: Vec<&str> = s.lines().filter(|l| !l.trim().is_empty()).collect();
+        lines[lines.len().saturating_sub(3)..].join(" | ")
+    })
 }
 
 /// One timing run: (spawn -> banner, spawn -> exit).
@@ -106,6 +111,7 @@ fn timed_run(vmm: &Vmm) -> Result<(Duration, Duration), String> {
     let start = Instant::now();
     let mut child = cmd.spawn().map_err(|e| format!("spawn: {e}"))?;
     let rx = spawn_reader(&mut child);
+    let err = spawn_stderr(&mut child);
     let pid = child.id();
     let (done_tx, done_rx) = mpsc::channel::<()>();
     // Watchdog: kill a hung VMM after RUN_TIMEOUT.
@@ -126,12 +132,12 @@ fn timed_run(vmm: &Vmm) -> Result<(Duration, Duration), String> {
         }
         last = line;
     }
+    let err = err.join().unwrap_or_default();
     match banner {
         Some(b) if status.success() => Ok((b, exit)),
-        Some(_) => Err(format!("exit status {status}: {}", stderr_tail(&mut child))),
+        Some(_) => Err(format!("exit status {status}: {err}")),
         None => Err(format!(
-            "no banner (status {status}, last line {last:?}): {}",
-            stderr_tail(&mut child)
+            "no banner (status {status}, last line {last:?}): {err}"
         )),
     }
 }
@@ -175,6 +181,7 @@ fn memory_run(vmm: &Vmm) -> Result<(f64, f64), String> {
         .spawn()
         .map_err(|e| format!("spawn: {e}"))?;
     let rx = spawn_reader(&mut child);
+    let err = spawn_stderr(&mut child);
     let pid = child.id();
     let deadline = Instant::now() + RUN_TIMEOUT;
     let mut ticked = false;
@@ -200,7 +207,8 @@ fn memory_run(vmm: &Vmm) -> Result<(f64, f64), String> {
     };
     let _ = child.kill();
     let _ = child.wait();
-    sample.map_err(|e| format!("{e}: {}", stderr_tail(&mut child)))
+    let err = err.join().unwrap_or_default();
+    sample.map_err(|e| format!("{e}: {err}"))
 }
 
 fn stats(v: &[f64]) -> Option<(f64, f64, f64)> {

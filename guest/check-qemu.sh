@@ -36,4 +36,6 @@ check "exit=halt" 15 124 "$banner" "exit=halt"
 check "garbage=1 touch=1 exit=poweroff" 60 0 "garbage ports=" "^mem_ok pages=" "exit=poweroff"
 check "exit=bogus x=y" 30 0 "ignored cmdline word 'exit=bogus'" "exit=reset"
 check "ticker=1" 15 124 "^tick 3$"
+junk=$(head -c 3000 /dev/urandom | tr -dc 'a-z0-9=~ ' | head -c 1500)
+check "$junk exit=poweroff" 30 0 "$banner" "exit=poweroff"
 [ "$fail" = 0 ] && echo "all checks passed ($machine)" || { echo "some checks FAILED ($machine)"; exit 1; }

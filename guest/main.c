@@ -316,11 +316,13 @@ static int table_ok(uint64_t t, uint32_t min_len)
 
 static uint64_t acpi_rsdp; /* validated RSDP, 0 when there is no ACPI */
 
-static void acpi_init(uint64_t rsdp)
+static void acpi_init(uint64_t rsdp, int search)
 {
 	if (!rsdp || rsdp >= 4 * GIB || !sig_eq(rsdp, "RSD PTR ", 8) || !checksum_ok(rsdp, 20)) {
-		uint64_t ebda = (uint64_t)rd16(0x40e) << 4;
 		rsdp = 0;
+		if (!search)
+			return;
+		uint64_t ebda = (uint64_t)rd16(0x40e) << 4;
 		if (ebda >= 0x80000 && ebda < 0xa0000)
 			rsdp = rsdp_search(ebda, 1024);
 		if (!rsdp)
@@ -686,7 +688,8 @@ void guest_main(uint32_t start_info_paddr)
 	uint64_t top;
 	uint64_t ram = ram_bytes(&top);
 	uint32_t mp = mp_cpus();
-	acpi_init(si_ok ? si->rsdp_paddr : 0);
+	/* Scan for an RSDP only without an MP table: the scan touches 128 KiB. */
+	acpi_init(si_ok ? si->rsdp_paddr : 0, mp == 0);
 	uint32_t madt = madt_cpus();
 	uint32_t cpus = mp > madt ? mp : madt;
 

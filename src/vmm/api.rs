@@ -6,7 +6,7 @@
 //! Replies: `{"ok":true,...}` or `{"ok":false,"error":"..."}`. A malformed line gets an
 //! error reply and the connection stays usable.
 
-use std::io::{BufRead, BufReader, Write};
+use std::io::{BufRead, BufReader, Read, Write};
 use std::os::unix::net::{UnixListener, UnixStream};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -234,8 +234,6 @@ fn serve_conn(conn: UnixStream, ctx: &Ctx) {
         }
     }
 }
-
-use std::io::Read;
 
 fn error_reply(msg: impl std::fmt::Display) -> Value {
     json!({"ok": false, "error": msg.to_string()})

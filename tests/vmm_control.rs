@@ -75,6 +75,32 @@ fn pause_resume_console_tail_and_garbage_requests() {
     // A second client works at the same time.
     let mut ctl2 = vm.connect();
     assert_eq!(ctl2.req(json!({"cmd": "status"}))["state"], "running");
+    // The socket is private to its owner.
+    use std::os::unix::fs::PermissionsExt;
+    let mode = std::fs::metadata(d.path().join("control.sock"))
+        .unwrap()
+        .permissions()
+        .mode();
+    assert_eq!(mode & 0o777, 0o600);
+    // Connection flood: extra connections are refused with an error, the first ones work.
+    let mut extra = Vec::new();
+    for _ in 0..20 {
+        extra.push(std::os::unix::net::UnixStream::connect(d.path().join("control.sock")).unwrap());
+    }
+    let mut refused = 0;
+    for s in &mut extra {
+        use std::io::BufRead;
+        s.set_read_timeout(Some(Duration::from_millis(300)))
+            .unwrap();
+        let mut line = String::new();
+        let mut r = std::io::BufReader::new(&*s);
+        if r.read_line(&mut line).is_ok() && line.contains("too many") {
+            refused += 1;
+        }
+    }
+    assert!(refused >= 4, "{refused}");
+    drop(extra);
+    assert_eq!(ctl.req(json!({"cmd": "status"}))["state"], "running");
 
     assert_eq!(ctl.req(json!({"cmd": "power_off"}))["ok"], true);
     assert_eq!(vm.wait().code(), Some(6));

@@ -6,7 +6,7 @@
 //! Replies: `{"ok":true,...}` or `{"ok":false,"error":"..."}`. A malformed line gets an
 //! error reply and the connection stays usable.
 
-use std::io::{BufRead, BufReader, Write};
+use std::io::{BufRead, BufReader, Read, Write};
 use std::os::unix::net::{UnixListener, UnixStream};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -24,6 +24,8 @@ use crate::vmm::vm::VmControl;
 pub const DEFAULT_SHUTDOWN_TIMEOUT_MS: u64 = 30_000;
 /// Largest console_tail answer.
 pub const MAX_TAIL: usize = 1 << 20;
+/// Most concurrent control connections.
+const MAX_CONNECTIONS: usize = 16;
 /// Longest request line.
 const MAX_LINE: usize = 64 * 1024;
 
@@ -134,23 +136,42 @@ impl ApiServer {
             }
         }
         let listener = UnixListener::bind(path).map_err(bind_err)?;
+        {
+            use std::os::unix::fs::PermissionsExt;
+            // Only the owner (the compute agent) may control the VM.
+            std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))
+                .map_err(bind_err)?;
+        }
         let inflight = Arc::new(AtomicUsize::new(0));
         let ctx = Arc::new(Ctx {
             control,
             console,
             info,
             inflight: inflight.clone(),
+            connections: AtomicUsize::new(0),
         });
         std::thread::Builder::new()
             .name("api".into())
             .spawn(move || {
                 for conn in listener.incoming() {
-                    let Ok(conn) = conn else { continue };
-                    let ctx = ctx.clone();
-                    let spawned = std::thread::Builder::new()
-                        .name("api-conn".into())
-                        .spawn(move || serve_conn(conn, &ctx));
+                    let Ok(mut conn) = conn else { continue };
+                    if ctx.connections.load(Ordering::SeqCst) >= MAX_CONNECTIONS {
+                        let mut text = error_reply("too many control connections").to_string();
+                        text.push('\n');
+                        let _ = conn.write_all(text.as_bytes());
+                        continue;
+                    }
+                    ctx.connections.fetch_add(1, Ordering::SeqCst);
+                    let conn_ctx = ctx.clone();
+                    let spawned =
+                        std::thread::Builder::new()
+                            .name("api-conn".into())
+                            .spawn(move || {
+                                serve_conn(conn, &conn_ctx);
+                                conn_ctx.connections.fetch_sub(1, Ordering::SeqCst);
+                            });
                     if let Err(e) = spawned {
+                        ctx.connections.fetch_sub(1, Ordering::SeqCst);
                         tracing::warn!(error = %e, "control connection thread");
                     }
                 }
@@ -177,6 +198,7 @@ struct Ctx {
     console: SharedConsole,
     info: VmInfo,
     inflight: Arc<AtomicUsize>,
+    connections: AtomicUsize,
 }
 
 fn serve_conn(conn: UnixStream, ctx: &Ctx) {
@@ -212,8 +234,6 @@ fn serve_conn(conn: UnixStream, ctx: &Ctx) {
         }
     }
 }
-
-use std::io::Read;
 
 fn error_reply(msg: impl std::fmt::Display) -> Value {
     json!({"ok": false, "error": msg.to_string()})

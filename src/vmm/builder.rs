@@ -8,7 +8,7 @@ use kvm_bindings::KVM_MAX_CPUID_ENTRIES;
 use kvm_ioctls::VmFd;
 use vmm_sys_util::eventfd::{EventFd, EFD_NONBLOCK};
 
-use crate::vmm::boot::{acpi, cpuid, loader, mptable};
+use crate::vmm::boot::{acpi, cpuid, layout, loader, mptable};
 use crate::vmm::devices::bus::PioBus;
 use crate::vmm::devices::serial::{SerialDevice, SharedConsole, COM1_IRQ};
 use crate::vmm::kvm;
@@ -68,7 +68,8 @@ pub fn build(spec: &VmSpec, console: SharedConsole) -> Result<Vm, BuildError> {
         .map(|i| cpuid::apic_id(&topo, i))
         .collect();
     mptable::write(&mem, &apic_ids)?;
-    let rsdp = acpi::write(&mem, &apic_ids)?;
+    let numa = (spec.numa.len() > 1).then(|| numa_info(spec, &apic_ids));
+    let rsdp = acpi::write(&mem, &apic_ids, numa.as_ref())?;
 
     let ram = spec.memory.size_mib << 20;
     let boot = loader::load(&mem, &spec.boot, ram, rsdp)?;
@@ -92,6 +93,27 @@ pub fn build(spec: &VmSpec, console: SharedConsole) -> Result<Vm, BuildError> {
         _vm: vm,
         _mem: mem,
     })
+}
+
+/// Guest NUMA cells as ACPI proximity domains (cell index = domain).
+fn numa_info(spec: &VmSpec, apic_ids: &[u32]) -> acpi::NumaInfo {
+    let mut info = acpi::NumaInfo::default();
+    for (node, cell) in spec.cells().iter().enumerate() {
+        for &cpu in &cell.cpus {
+            if let Some(&apic) = apic_ids.get(cpu as usize) {
+                info.cpus.push((apic, node as u32));
+            }
+        }
+    }
+    let mut ram_offset = 0u64;
+    for (node, cell) in spec.cells().iter().enumerate() {
+        let len = cell.memory_mib << 20;
+        for (start, l) in layout::ram_to_gpa(ram_offset, len) {
+            info.memory.push((start, l, node as u32));
+        }
+        ram_offset += len;
+    }
+    info
 }
 
 impl Vm {

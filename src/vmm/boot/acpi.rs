@@ -122,6 +122,39 @@ fn madt(apic_ids: &[u32]) -> Vec<u8> {
     t.finish()
 }
 
+/// Guest NUMA topology for the SRAT.
+#[derive(Debug, Clone, Default)]
+pub struct NumaInfo {
+    /// (APIC id, proximity domain) per vCPU.
+    pub cpus: Vec<(u32, u32)>,
+    /// (guest physical start, length, proximity domain) per RAM range.
+    pub memory: Vec<(u64, u64, u32)>,
+}
+
+fn srat(numa: &NumaInfo) -> Vec<u8> {
+    let mut t = Sdt::new(b"SRAT", 3);
+    t.0.extend_from_slice(&1u32.to_le_bytes()); // reserved, must be 1
+    t.0.extend_from_slice(&[0; 8]);
+    for &(apic, node) in &numa.cpus {
+        let d = node.to_le_bytes();
+        t.0.extend_from_slice(&[0, 16, d[0], apic as u8]);
+        t.0.extend_from_slice(&1u32.to_le_bytes()); // enabled
+        t.0.extend_from_slice(&[0, d[1], d[2], d[3]]);
+        t.0.extend_from_slice(&0u32.to_le_bytes()); // clock domain
+    }
+    for &(base, len, node) in &numa.memory {
+        t.0.extend_from_slice(&[1, 40]);
+        t.0.extend_from_slice(&node.to_le_bytes());
+        t.0.extend_from_slice(&[0; 2]);
+        t.0.extend_from_slice(&base.to_le_bytes());
+        t.0.extend_from_slice(&len.to_le_bytes());
+        t.0.extend_from_slice(&[0; 4]);
+        t.0.extend_from_slice(&1u32.to_le_bytes()); // enabled
+        t.0.extend_from_slice(&[0; 8]);
+    }
+    t.finish()
+}
+
 fn rsdp(xsdt_addr: u64) -> Vec<u8> {
     let mut r = Vec::with_capacity(36);
     r.extend_from_slice(b"RSD PTR ");
@@ -137,30 +170,42 @@ fn rsdp(xsdt_addr: u64) -> Vec<u8> {
     r
 }
 
-/// Build the tables for CPUs with the given APIC ids, laid out from [`RSDP_START`].
-pub fn build(apic_ids: &[u32]) -> Vec<u8> {
+/// Build the tables for CPUs with the given APIC ids, laid out from [`RSDP_START`];
+/// with `numa`, an SRAT describes the guest NUMA cells.
+pub fn build(apic_ids: &[u32], numa: Option<&NumaInfo>) -> Vec<u8> {
     let align = |n: usize| (n + 15) & !15;
-    let mut out = Vec::with_capacity(1024);
     let xsdt_off = align(36);
+    let xsdt_len = 36 + 8 * if numa.is_some() { 3 } else { 2 };
     let dsdt = dsdt();
-    let dsdt_off = align(xsdt_off + 36 + 16);
+    let dsdt_off = align(xsdt_off + xsdt_len);
     let fadt_off = align(dsdt_off + dsdt.len());
     let fadt = fadt(RSDP_START + dsdt_off as u64);
     let madt_off = align(fadt_off + fadt.len());
     let madt = madt(apic_ids);
+    let srat_off = align(madt_off + madt.len());
+    let srat = numa.map(srat);
+
     let mut xsdt = Sdt::new(b"XSDT", 1);
-    xsdt.0
-        .extend_from_slice(&(RSDP_START + fadt_off as u64).to_le_bytes());
-    xsdt.0
-        .extend_from_slice(&(RSDP_START + madt_off as u64).to_le_bytes());
-    let xsdt = xsdt.finish();
-    for (off, bytes) in [
+    let mut entries = vec![fadt_off, madt_off];
+    if srat.is_some() {
+        entries.push(srat_off);
+    }
+    for off in entries {
+        xsdt.0
+            .extend_from_slice(&(RSDP_START + off as u64).to_le_bytes());
+    }
+    let mut parts = vec![
         (0, rsdp(RSDP_START + xsdt_off as u64)),
-        (xsdt_off, xsdt),
+        (xsdt_off, xsdt.finish()),
         (dsdt_off, dsdt),
         (fadt_off, fadt),
         (madt_off, madt),
-    ] {
+    ];
+    if let Some(srat) = srat {
+        parts.push((srat_off, srat));
+    }
+    let mut out = Vec::with_capacity(1024);
+    for (off, bytes) in parts {
         out.resize(off, 0);
         out.extend_from_slice(&bytes);
     }
@@ -168,8 +213,8 @@ pub fn build(apic_ids: &[u32]) -> Vec<u8> {
 }
 
 /// Write the tables into guest memory; returns the RSDP address.
-pub fn write(mem: &GuestMem, apic_ids: &[u32]) -> Result<u64, AcpiError> {
-    let bytes = build(apic_ids);
+pub fn write(mem: &GuestMem, apic_ids: &[u32], numa: Option<&NumaInfo>) -> Result<u64, AcpiError> {
+    let bytes = build(apic_ids, numa);
     if RSDP_START + bytes.len() as u64 > ACPI_END {
         return Err(AcpiError::TooLarge(bytes.len()));
     }
@@ -187,33 +232,54 @@ mod tests {
 
     #[test]
     fn tables_checksum_and_link() {
-        let t = build(&[0, 1, 2]);
+        let numa = NumaInfo {
+            cpus: vec![(0, 0), (1, 0), (2, 1)],
+            memory: vec![(0, 1 << 30, 0), (1 << 30, 1 << 30, 1)],
+        };
+        check(&build(&[0, 1, 2], None), &[b"FACP", b"APIC"]);
+        check(
+            &build(&[0, 1, 2], Some(&numa)),
+            &[b"FACP", b"APIC", b"SRAT"],
+        );
+        let big = build(&(0..254).collect::<Vec<_>>(), Some(&numa));
+        assert!(RSDP_START + big.len() as u64 <= ACPI_END);
+    }
+
+    fn check(t: &[u8], want: &[&[u8; 4]]) {
+        let rd32 = |o: usize| u32::from_le_bytes(t[o..o + 4].try_into().unwrap()) as usize;
+        let rd64 =
+            |o: usize| (u64::from_le_bytes(t[o..o + 8].try_into().unwrap()) - RSDP_START) as usize;
         assert_eq!(&t[..8], b"RSD PTR ");
         assert_eq!(sum(&t[..20]), 0);
         assert_eq!(sum(&t[..36]), 0);
-        let xsdt = (u64::from_le_bytes(t[24..32].try_into().unwrap()) - RSDP_START) as usize;
+        let xsdt = rd64(24);
         assert_eq!(&t[xsdt..xsdt + 4], b"XSDT");
-        let len = u32::from_le_bytes(t[xsdt + 4..xsdt + 8].try_into().unwrap()) as usize;
+        let len = rd32(xsdt + 4);
         assert_eq!(sum(&t[xsdt..xsdt + len]), 0);
         let mut sigs = Vec::new();
         for i in 0..(len - 36) / 8 {
-            let o = xsdt + 36 + 8 * i;
-            let a = (u64::from_le_bytes(t[o..o + 8].try_into().unwrap()) - RSDP_START) as usize;
-            let l = u32::from_le_bytes(t[a + 4..a + 8].try_into().unwrap()) as usize;
+            let a = rd64(xsdt + 36 + 8 * i);
+            let l = rd32(a + 4);
             assert_eq!(sum(&t[a..a + l]), 0);
-            sigs.push(t[a..a + 4].to_vec());
-            if &t[a..a + 4] == b"FACP" {
-                assert_eq!(l, 276);
-                let d = (u64::from_le_bytes(t[a + 140..a + 148].try_into().unwrap()) - RSDP_START)
-                    as usize;
-                assert_eq!(&t[d..d + 4], b"DSDT");
-            }
-            if &t[a..a + 4] == b"APIC" {
-                assert_eq!(l, 44 + 3 * 8 + 12 + 6);
+            let sig: [u8; 4] = t[a..a + 4].try_into().unwrap();
+            sigs.push(sig);
+            match &sig {
+                b"FACP" => {
+                    assert_eq!(l, 276);
+                    let d = rd64(a + 140);
+                    assert_eq!(&t[d..d + 4], b"DSDT");
+                    assert_eq!(sum(&t[d..d + rd32(d + 4)]), 0);
+                }
+                b"APIC" => assert_eq!(l, 44 + 3 * 8 + 12 + 6),
+                b"SRAT" => {
+                    assert_eq!(l, 48 + 3 * 16 + 2 * 40);
+                    assert_eq!(t[a + 48 + 2 * 16 + 2], 1); // vCPU 2 in domain 1
+                    assert_eq!(t[a + 48 + 3 * 16 + 40 + 2], 1); // 2nd range in domain 1
+                }
+                _ => panic!("unexpected table"),
             }
         }
-        assert_eq!(sigs, vec![b"FACP".to_vec(), b"APIC".to_vec()]);
-        assert!(RSDP_START + t.len() as u64 <= ACPI_END);
-        assert!(RSDP_START + build(&(0..254).collect::<Vec<_>>()).len() as u64 <= ACPI_END);
+        let want: Vec<[u8; 4]> = want.iter().map(|w| **w).collect();
+        assert_eq!(sigs, want);
     }
 }

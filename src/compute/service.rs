@@ -17,7 +17,10 @@ pub enum ServiceError {
 
 /// Run the agent until SIGTERM or SIGINT.
 pub fn run(cfg: Config) -> ExitCode {
-    let rt = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+    let rt = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
         Ok(rt) => rt,
         Err(e) => {
             tracing::error!(error = %ServiceError::Runtime(e), "novakvm compute failed");

@@ -75,7 +75,8 @@ pub fn parse(text: &str, file: &str) -> Result<Sections, IniError> {
         } else if line.starts_with(['#', ';']) {
             continue;
         } else {
-            let (key, value) = split_key_value(line).ok_or_else(|| err(lineno, "no ':' or '=' found in assignment"))?;
+            let (key, value) = split_key_value(line)
+                .ok_or_else(|| err(lineno, "no ':' or '=' found in assignment"))?;
             if key.is_empty() {
                 return Err(err(lineno, "key cannot be empty"));
             }
@@ -118,7 +119,9 @@ pub fn to_dict(sections: &Sections) -> Dict {
         let entry = dict
             .entry(section.clone())
             .or_insert_with(|| Value::from(Dict::new()));
-        let Value::Dict(_, table) = entry else { continue };
+        let Value::Dict(_, table) = entry else {
+            continue;
+        };
         for (key, value) in opts {
             let multi = MULTI_OPTS.contains(&(section.as_str(), key.as_str()));
             if multi {
@@ -152,7 +155,10 @@ impl IniFile {
 
 impl Provider for IniFile {
     fn metadata(&self) -> Metadata {
-        Metadata::from("nova.conf INI file", figment::Source::File(self.path.clone()))
+        Metadata::from(
+            "nova.conf INI file",
+            figment::Source::File(self.path.clone()),
+        )
     }
 
     fn data(&self) -> Result<Map<Profile, Dict>, Error> {

@@ -47,7 +47,9 @@ pub enum ConfigError {
 /// Load and validate the configuration.
 pub fn load(sources: &ConfigSources) -> Result<Config, ConfigError> {
     let figment = figment(sources)?;
-    let cfg: Config = figment.extract_lossy().map_err(|e| from_figment(&figment, e))?;
+    let cfg: Config = figment
+        .extract_lossy()
+        .map_err(|e| from_figment(&figment, e))?;
     report_unknown(&figment);
     validate(&cfg, &figment)?;
     Ok(cfg)
@@ -138,7 +140,11 @@ fn from_figment(figment: &Figment, err: figment::Error) -> ConfigError {
         },
         _ => ConfigError::File {
             file,
-            what: if key.is_empty() { what } else { format!("{key}: {what}") },
+            what: if key.is_empty() {
+                what
+            } else {
+                format!("{key}: {what}")
+            },
         },
     }
 }
@@ -171,7 +177,9 @@ fn report_unknown(figment: &Figment) {
         return;
     };
     for (section, value) in root {
-        let Value::Dict(_, opts) = value else { continue };
+        let Value::Dict(_, opts) = value else {
+            continue;
+        };
         for option in opts.keys() {
             if !known.iter().any(|(s, o)| *s == section && o == option) {
                 tracing::debug!(
@@ -219,26 +227,46 @@ fn validate(cfg: &Config, figment: &Figment) -> Result<(), ConfigError> {
         return Err(bad(
             "default",
             "transport_url",
-            format!("{:?}: only rabbit:// transports are supported", d.transport_url),
+            format!(
+                "{:?}: only rabbit:// transports are supported",
+                d.transport_url
+            ),
         ));
     }
     let ratios = [
         ("cpu_allocation_ratio", d.cpu_allocation_ratio),
         ("ram_allocation_ratio", d.ram_allocation_ratio),
         ("disk_allocation_ratio", d.disk_allocation_ratio),
-        ("initial_cpu_allocation_ratio", Some(d.initial_cpu_allocation_ratio)),
-        ("initial_ram_allocation_ratio", Some(d.initial_ram_allocation_ratio)),
-        ("initial_disk_allocation_ratio", Some(d.initial_disk_allocation_ratio)),
+        (
+            "initial_cpu_allocation_ratio",
+            Some(d.initial_cpu_allocation_ratio),
+        ),
+        (
+            "initial_ram_allocation_ratio",
+            Some(d.initial_ram_allocation_ratio),
+        ),
+        (
+            "initial_disk_allocation_ratio",
+            Some(d.initial_disk_allocation_ratio),
+        ),
     ];
     for (name, value) in ratios {
         if let Some(v) = value {
             if !(v.is_finite() && v > 0.0) {
-                return Err(bad("default", name, format!("{v} is not a positive number")));
+                return Err(bad(
+                    "default",
+                    name,
+                    format!("{v} is not a positive number"),
+                ));
             }
         }
     }
     if d.report_interval == 0 {
-        return Err(bad("default", "report_interval", "must be at least 1 second".into()));
+        return Err(bad(
+            "default",
+            "report_interval",
+            "must be at least 1 second".into(),
+        ));
     }
     if d.service_down_time <= d.report_interval {
         return Err(bad(
@@ -252,7 +280,11 @@ fn validate(cfg: &Config, figment: &Figment) -> Result<(), ConfigError> {
     }
     if d.max_concurrent_builds == 0 {
         // nova treats 0 as unlimited; novakvm needs a bound.
-        return Err(bad("default", "max_concurrent_builds", "0 (unlimited) is not supported; give a bound".into()));
+        return Err(bad(
+            "default",
+            "max_concurrent_builds",
+            "0 (unlimited) is not supported; give a bound".into(),
+        ));
     }
     let rabbit = &cfg.oslo_messaging_rabbit;
     if rabbit.rabbit_stream_fanout {
@@ -264,7 +296,11 @@ fn validate(cfg: &Config, figment: &Figment) -> Result<(), ConfigError> {
     }
     for (i, entry) in cfg.compute.reserved_huge_pages.iter().enumerate() {
         if let Err(what) = parse_reserved_huge_pages(entry) {
-            return Err(bad("compute", "reserved_huge_pages", format!("entry {} {entry:?}: {what}", i + 1)));
+            return Err(bad(
+                "compute",
+                "reserved_huge_pages",
+                format!("entry {} {entry:?}: {what}", i + 1),
+            ));
         }
     }
     Ok(())
@@ -288,14 +324,32 @@ pub fn parse_reserved_huge_pages(entry: &str) -> Result<ReservedHugePages, Strin
             .ok_or_else(|| format!("{part:?} is not key:value"))?;
         let v = v.trim();
         match k.trim() {
-            "node" => node = Some(v.parse::<u32>().map_err(|_| format!("node {v:?} is not a number"))?),
+            "node" => {
+                node = Some(
+                    v.parse::<u32>()
+                        .map_err(|_| format!("node {v:?} is not a number"))?,
+                )
+            }
             "size" => size = Some(parse_size_kib(v)?),
-            "count" => count = Some(v.parse::<u64>().map_err(|_| format!("count {v:?} is not a number"))?),
-            other => return Err(format!("unknown key {other:?} (expected node, size, count)")),
+            "count" => {
+                count = Some(
+                    v.parse::<u64>()
+                        .map_err(|_| format!("count {v:?} is not a number"))?,
+                )
+            }
+            other => {
+                return Err(format!(
+                    "unknown key {other:?} (expected node, size, count)"
+                ))
+            }
         }
     }
     match (node, size, count) {
-        (Some(node), Some(size_kib), Some(count)) => Ok(ReservedHugePages { node, size_kib, count }),
+        (Some(node), Some(size_kib), Some(count)) => Ok(ReservedHugePages {
+            node,
+            size_kib,
+            count,
+        }),
         _ => Err("node, size and count are all required".to_string()),
     }
 }
@@ -306,8 +360,14 @@ fn parse_size_kib(v: &str) -> Result<u64, String> {
     }
     let split = v.find(|c: char| !c.is_ascii_digit()).unwrap_or(v.len());
     let (num, unit) = v.split_at(split);
-    let n: u64 = num.parse().map_err(|_| format!("size {v:?} is not a size"))?;
-    let mult = match unit.trim().trim_end_matches(['B', 'b']).trim_end_matches('i') {
+    let n: u64 = num
+        .parse()
+        .map_err(|_| format!("size {v:?} is not a size"))?;
+    let mult = match unit
+        .trim()
+        .trim_end_matches(['B', 'b'])
+        .trim_end_matches('i')
+    {
         "K" | "k" => 1,
         "M" | "m" => 1024,
         "G" | "g" => 1024 * 1024,
@@ -317,7 +377,10 @@ fn parse_size_kib(v: &str) -> Result<u64, String> {
 }
 
 /// Parse a config from strings, for tests: (TOML text, INI texts).
-pub fn load_from_files(toml_file: Option<&Path>, nova_conf: &[&Path]) -> Result<Config, ConfigError> {
+pub fn load_from_files(
+    toml_file: Option<&Path>,
+    nova_conf: &[&Path],
+) -> Result<Config, ConfigError> {
     load(&ConfigSources {
         toml_file: toml_file.map(Path::to_path_buf),
         nova_conf: nova_conf.iter().map(|p| p.to_path_buf()).collect(),

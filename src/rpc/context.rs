@@ -127,10 +127,6 @@ impl RequestContext {
         let mut extra = Map::new();
         for (k, v) in dict {
             if KNOWN_KEYS.contains(&k.as_str()) {
-                // null for a field with a non-null type means "default".
-                if v.is_null() && !nullable(&k) {
-                    continue;
-                }
                 known.insert(k, v);
             } else {
                 extra.insert(k, v);
@@ -176,21 +172,6 @@ impl RequestContext {
             msg.insert(format!("{CONTEXT_PREFIX}{k}"), v);
         }
     }
-}
-
-fn nullable(key: &str) -> bool {
-    !matches!(
-        key,
-        "is_admin"
-            | "read_only"
-            | "show_deleted"
-            | "request_id"
-            | "roles"
-            | "user_identity"
-            | "is_admin_project"
-            | "read_deleted"
-            | "service_catalog"
-    )
 }
 
 /// A new `req-<uuid>` request id, as oslo.context makes them.

@@ -355,7 +355,16 @@ impl Reply {
                 ))
             }
         };
-        let msg_id = opt_string(&mut msg, "_msg_id")?;
+        let msg_id = match msg.shift_remove("_msg_id") {
+            Some(Value::String(s)) => Some(s),
+            Some(other) => {
+                return Err(field(
+                    "_msg_id",
+                    format!("expected a string, got {}", type_name(&other)),
+                ))
+            }
+            None => return Err(field("_msg_id", "missing")),
+        };
         let unique_id = opt_string(&mut msg, "_unique_id")?;
         Ok(Self {
             result,

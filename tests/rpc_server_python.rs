@@ -159,8 +159,8 @@ async fn python_client_calls_and_casts_our_server() {
     );
     assert_eq!(res[9], json!({"ok": {"direct": true}}));
     assert_eq!(res[10], json!({"ok": {"alt": true}}));
-    for i in 11..17 {
-        assert_eq!(res[i], json!({"ok": null}), "op {i}");
+    for (i, r) in res.iter().enumerate().take(17).skip(11) {
+        assert_eq!(*r, json!({"ok": null}), "op {i}");
     }
     for (i, id) in [(17, "m1"), (18, "m2"), (19, "m3")] {
         let f = failure_of(&res[i]);

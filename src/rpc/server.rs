@@ -481,7 +481,7 @@ async fn handle(shared: Arc<Shared>, req: Request) {
     let client_timeout = req.client_timeout;
     let method = req.method.clone();
     let outcome: Result<Value, RemoteFailure> = match shared.dispatcher.resolve(req) {
-        Err(f) => Err(f),
+        Err(f) => Err(*f),
         Ok(fut) => {
             let mut task = tokio::spawn(fut);
             let beat = client_timeout.map(|t| t / 2.0).filter(|h| *h >= 1.0);

@@ -43,6 +43,11 @@ fn test_endpoint(records: Records) -> Endpoint {
             }
             Ok(Value::Null)
         })
+        .method("sleep", |_ctx, args| async move {
+            let ms = args.get("ms").and_then(Value::as_u64).unwrap_or(0);
+            tokio::time::sleep(Duration::from_millis(ms)).await;
+            Ok(json!(ms))
+        })
         .method("big", |_ctx, args| async move {
             let n = args.get("n").and_then(Value::as_u64).unwrap_or(0) as usize;
             Ok(Value::String("x".repeat(n)))
@@ -116,6 +121,8 @@ async fn python_client_calls_and_casts_our_server() {
         json!({"op": "raw", "routing_key": topic, "reply": true,
                "body": inner(json!({"method": "echo", "version": "one", "_msg_id": "m3", "_reply_q": "@REPLY_Q@", "_context_roles": "admin"}))}),
         json!({"op": "call", "topic": topic, "namespace": "baseapi", "method": "ping", "args": {"arg": "still alive"}, "version": "1.1"}),
+        // oslo's call monitor: 3.5 s handler, 2 s monitor: our heartbeats keep it alive.
+        json!({"op": "call", "topic": topic, "method": "sleep", "args": {"ms": 3500}, "version": "1.0", "timeout": 30, "call_monitor_timeout": 2}),
     ]);
     let res = py_client_async(URL, Value::Array(ops)).await;
 

@@ -299,6 +299,73 @@ async fn topology_matches_nova_compute() {
     );
     srv.stop().await;
 
+    // oslo's fallback: the exchange exists as non-durable, durable asked:
+    // the server still starts, with non-durable queues; the client publishes.
+    let topic = unique("tfallback");
+    let exchange = unique("novakvm-nondurable");
+    let conn = transport(URL, RabbitOptions::default())
+        .connect_once()
+        .await
+        .unwrap();
+    let ch = conn.create_channel().await.unwrap();
+    ch.exchange_declare(
+        exchange.as_str().into(),
+        lapin::ExchangeKind::Topic,
+        lapin::options::ExchangeDeclareOptions::default(),
+        lapin::types::FieldTable::default(),
+    )
+    .await
+    .unwrap();
+    let durable = RabbitOptions {
+        amqp_durable_queues: true,
+        ..Default::default()
+    };
+    let cfg = ServerConfig {
+        exchange: exchange.clone(),
+        topics: vec![topic.clone()],
+        server: "h".into(),
+        max_concurrency: 1,
+    };
+    let ep = Endpoint::new(None, "1.0")
+        .unwrap()
+        .method("echo", |_c, a| async move { Ok(Value::Object(a)) });
+    let srv = OurServer::start(
+        URL,
+        durable.clone(),
+        cfg,
+        Dispatcher::new().with(Arc::new(ep)),
+    )
+    .await;
+    let q = list_queues(&topic);
+    assert!(q.contains(&format!("{topic}\tfalse\tfalse\t[]")), "{q:?}");
+    let client = RpcClient::new(transport(URL, durable), &exchange);
+    let r = client
+        .call(
+            &Target::new(&topic, "1.0"),
+            &RequestContext::admin(),
+            "echo",
+            Map::new(),
+            CallOptions::default(),
+        )
+        .await
+        .unwrap();
+    assert_eq!(r, json!({}));
+    client.close().await;
+    srv.stop().await;
+    let _ = ch
+        .exchange_delete(
+            exchange.as_str().into(),
+            lapin::options::ExchangeDeleteOptions::default(),
+        )
+        .await;
+    let _ = ch
+        .queue_delete(
+            topic.as_str().into(),
+            lapin::options::QueueDeleteOptions::default(),
+        )
+        .await;
+    let _ = conn.close(200, "bye".into()).await;
+
     // Stream fanout is refused with a clear error.
     let err = novakvm::rpc::Transport::new(
         URL,

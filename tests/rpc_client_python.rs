@@ -199,6 +199,15 @@ async fn our_client_calls_and_casts_python_servers() {
         Err(ClientError::Target(_))
     ));
     client.close().await;
+    delete_queues(
+        URL,
+        &[
+            topic.clone(),
+            format!("{topic}.{a}"),
+            format!("{topic}.{b}"),
+        ],
+    )
+    .await;
 }
 
 /// Calls shaped as nova-compute sends them to nova-conductor.
@@ -232,6 +241,7 @@ async fn conductor_style_call_reaches_python() {
     }
     drop(srv);
     client.close().await;
+    delete_queues(URL, &[topic.clone(), format!("{topic}.c1")]).await;
 }
 
 /// What our client publishes carries kombu's AMQP properties, as in the
@@ -331,6 +341,7 @@ async fn published_properties_match_kombu() {
     }
     client.close().await;
     let _ = conn.close(200, "bye".into()).await;
+    delete_queues(URL, &[topic]).await;
 }
 
 fn args_of(v: Value) -> Map<String, Value> {

@@ -71,8 +71,9 @@ impl OurServer {
         cfg: ServerConfig,
         dispatcher: Dispatcher,
     ) -> Self {
-        let server =
-            Arc::new(RpcServer::new(transport(url, opts), cfg.clone(), dispatcher).expect("server"));
+        let server = Arc::new(
+            RpcServer::new(transport(url, opts), cfg.clone(), dispatcher).expect("server"),
+        );
         let mut ready = server.ready();
         let stop = CancellationToken::new();
         let task = tokio::spawn({
@@ -275,4 +276,25 @@ pub fn list_bindings(needle: &str) -> Vec<String> {
         .filter(|l| l.contains(needle))
         .map(str::to_string)
         .collect()
+}
+
+/// Delete queues (topic queues of Python servers have no expiry).
+pub async fn delete_queues(url: &str, names: &[String]) {
+    let Ok(conn) = transport(url, RabbitOptions::default())
+        .connect_once()
+        .await
+    else {
+        return;
+    };
+    if let Ok(ch) = conn.create_channel().await {
+        for q in names {
+            let _ = ch
+                .queue_delete(
+                    q.as_str().into(),
+                    lapin::options::QueueDeleteOptions::default(),
+                )
+                .await;
+        }
+    }
+    let _ = conn.close(200, "bye".into()).await;
 }

@@ -302,10 +302,9 @@ async fn published_properties_match_kombu() {
     .await;
     let wire: Value = serde_json::from_slice(
         &std::fs::read(
-            std::path::PathBuf::from(
-                std::env::var("NOVAKVM_NOVA_WIRE")
-                    .unwrap_or_else(|_| "/work/shared/nova-wire".into()),
-            )
+            std::path::PathBuf::from(std::env::var("NOVAKVM_NOVA_WIRE").unwrap_or_else(|_| {
+                concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/nova-wire").into()
+            }))
             .join("0004-conductor-ping.json"),
         )
         .unwrap(),

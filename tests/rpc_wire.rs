@@ -1,5 +1,5 @@
 //! Byte-level compatibility with the real nova 34 / oslo.messaging 18.3.1
-//! traffic in /work/shared/nova-wire (override with NOVAKVM_NOVA_WIRE), and
+//! traffic in tests/fixtures/nova-wire, a copy of shared/nova-wire (override with NOVAKVM_NOVA_WIRE), and
 //! the JSON Schemas in api-schemas/ checked against it and against garbage.
 
 use std::path::PathBuf;
@@ -12,7 +12,12 @@ use serde_json::{json, Map, Value};
 fn wire_dir() -> PathBuf {
     std::env::var_os("NOVAKVM_NOVA_WIRE")
         .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from("/work/shared/nova-wire"))
+        .unwrap_or_else(|| {
+            PathBuf::from(concat!(
+                env!("CARGO_MANIFEST_DIR"),
+                "/tests/fixtures/nova-wire"
+            ))
+        })
 }
 
 fn captures() -> Vec<(String, Value)> {

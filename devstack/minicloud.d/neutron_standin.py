@@ -34,6 +34,16 @@ EMPTY_COLLECTIONS = {
     "extensions",
 }
 
+MAX_BODY = 1 << 20
+
+BAD_REQUEST = {
+    "NeutronError": {
+        "type": "BadRequest",
+        "message": "bad Content-Length",
+        "detail": "",
+    }
+}
+
 VERSIONS = {
     "versions": [
         {
@@ -87,9 +97,16 @@ class Handler(BaseHTTPRequestHandler):
     log_file = None
 
     def _serve(self):
-        length = int(self.headers.get("Content-Length") or 0)
-        body_in = self.rfile.read(length) if length > 0 else b""
-        status, body = route(self.command, self.path)
+        try:
+            length = int(self.headers.get("Content-Length") or 0)
+        except ValueError:
+            length = -1
+        if length < 0 or length > MAX_BODY:
+            self.close_connection = True
+            status, body, body_in = 400, BAD_REQUEST, b""
+        else:
+            body_in = self.rfile.read(length) if length > 0 else b""
+            status, body = route(self.command, self.path)
         data = json.dumps(body).encode()
         self.send_response(status)
         self.send_header("Content-Type", "application/json")

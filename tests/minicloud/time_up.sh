@@ -27,7 +27,7 @@ step() {
     start=$(date +%s.%N)
     "$@" >"$OUT/$name.log" 2>&1 || rc=$?
     end=$(date +%s.%N)
-    printf '%-10s rc=%d %6.1f s\n' "$name" "$rc" "$(echo "$end - $start" | bc)"
+    awk -v n="$name" -v rc="$rc" -v s="$start" -v e="$end" 'BEGIN { printf "%-10s rc=%d %6.1f s\n", n, rc, e - s }'
     return "$rc"
 }
 echo "load average before: $(cut -d' ' -f1-3 /proc/loadavg)"

@@ -80,6 +80,9 @@ pub struct VmSpec {
     /// What a guest reset does.
     #[serde(default)]
     pub on_reset: OnReset,
+    /// Seccomp action for syscalls outside a thread's filter (default: kill the process).
+    #[serde(default)]
+    pub seccomp: crate::vmm::jail::SeccompMode,
 }
 
 /// vCPU count and topology.

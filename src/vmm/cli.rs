@@ -135,6 +135,7 @@ pub fn run_spec(spec: &VmSpec, direct: bool) -> u8 {
     // no core dumps, compile the seccomp filters. Part 2 is `jail::enter` in each thread.
     if let Err(e) = jail::privs::close_inherited_fds()
         .and_then(|_| jail::privs::disable_core_dumps())
+        .and_then(|_| jail::privs::fix_malloc_arenas())
         .and_then(|_| jail::install(spec.seccomp))
     {
         return setup_failed(e);

@@ -313,9 +313,12 @@ fn control(r: &mut Rules) {
 
 /// The main thread after setup: tear down, rebuild the VM on a guest reset (open
 /// /dev/kvm and the kernel, guest memory, the KVM setup ioctls), spawn vCPU threads,
-/// remove the control socket at the end.
+/// remove the control socket at the end. Threads it spawns after it was confined (vCPUs
+/// after a restart, device threads) run under its filter and stack their own on top, so it
+/// also holds everything the vCPU and device/IO classes allow.
 fn main(r: &mut Rules) {
-    base(r);
+    vcpu(r);
+    io(r);
     spawner(r);
     allow(
         r,
@@ -459,6 +462,28 @@ mod tests {
             for mode in [SeccompMode::Kill, SeccompMode::Log] {
                 let p = compile(class, mode).unwrap();
                 assert!(p.len() > 10, "{class}");
+            }
+        }
+    }
+
+    #[test]
+    fn spawning_classes_cover_the_classes_they_spawn() {
+        // Filters stack: a thread spawned by a confined thread runs under both filters.
+        let main = rules(ThreadClass::Main);
+        for child in [ThreadClass::Vcpu, ThreadClass::Io] {
+            for (s, conds) in rules(child) {
+                match (main.get(&s), conds) {
+                    (Some(None), _) => {}
+                    (Some(Some(m)), Some(c)) => {
+                        for rule in c {
+                            assert!(
+                                m.iter().any(|r| format!("{r:?}") == format!("{rule:?}")),
+                                "main lacks {rule:?} of syscall {s} for {child}"
+                            );
+                        }
+                    }
+                    other => panic!("main lacks syscall {s} of {child}: {other:?}"),
+                }
             }
         }
     }

@@ -124,6 +124,21 @@ pub fn close_inherited_fds() -> Result<(), JailError> {
     Ok(())
 }
 
+/// Fix glibc's malloc arena limit now. Otherwise, once a process has more than 8 arenas
+/// (many threads), glibc computes the limit by reading /sys/devices/system/cpu/online,
+/// from whichever thread allocates, which its filter forbids.
+pub fn fix_malloc_arenas() -> Result<(), JailError> {
+    // SAFETY: mallopt takes no pointers; called before other threads exist.
+    let rc = unsafe { libc::mallopt(libc::M_ARENA_MAX, 8) };
+    if rc != 1 {
+        return Err(JailError::Privs {
+            what: "mallopt(M_ARENA_MAX)",
+            source: std::io::Error::from_raw_os_error(libc::EINVAL),
+        });
+    }
+    Ok(())
+}
+
 /// No core dumps: they would contain guest memory.
 pub fn disable_core_dumps() -> Result<(), JailError> {
     let zero = libc::rlimit {

@@ -102,6 +102,14 @@ fn with_seccomp_off_or_log_the_same_syscalls_succeed_and_the_vm_runs_on() {
         vm.wait_console(&format!("tick {}\n", n + 2));
         assert_eq!(ctl.req(json!({"cmd": "power_off"}))["ok"], true);
         assert_eq!(vm.wait().code(), Some(6), "{mode}");
+        // It was a vCPU thread that made the call, and it succeeded.
+        let err = vm.stderr();
+        assert!(
+            err.lines().any(|l| l.contains("forbidden syscall done")
+                && l.contains("vcpu")
+                && l.contains("Ok")),
+            "{mode}: {err}"
+        );
     }
 }
 

@@ -183,13 +183,16 @@ fn base(r: &mut Rules) {
     allow_arg(r, libc::SYS_fcntl, 1, &[libc::F_GETFD as u64]);
     // Thread names.
     allow_arg(r, libc::SYS_prctl, 0, &[PR_SET_NAME]);
-    // pthread_kill: only the vCPU kick signal and abort.
-    allow_arg(
-        r,
-        libc::SYS_tgkill,
-        2,
-        &[crate::vmm::vm::kick_signal() as u64, libc::SIGABRT as u64],
-    );
+    // pthread_kill: only threads of this process, only the vCPU kick signal and abort.
+    let pid = u64::from(std::process::id());
+    let e = r
+        .entry(libc::SYS_tgkill)
+        .or_insert_with(|| Some(Vec::new()));
+    if let Some(rules) = e {
+        for sig in [crate::vmm::vm::kick_signal(), libc::SIGABRT] {
+            rules.push(vec![Cond(0, pid), Cond(2, sig as u64)]);
+        }
+    }
 }
 
 /// What a thread needs to spawn confined threads: clone, and the calls the new thread
@@ -298,13 +301,10 @@ fn control(r: &mut Rules) {
     allow(
         r,
         &[
+            // UnixListener::accept, UnixStream read/write (recv/send).
             libc::SYS_accept4,
-            libc::SYS_read,
             libc::SYS_recvfrom,
-            libc::SYS_recvmsg,
             libc::SYS_sendto,
-            libc::SYS_sendmsg,
-            libc::SYS_shutdown,
         ],
     );
     // UnixStream::try_clone.

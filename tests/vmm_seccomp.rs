@@ -25,6 +25,7 @@ fn start(dir: &Path, spec: &Value, hooks: bool) -> Vmm {
         .arg(GUEST)
         .arg(BIN)
         .arg(&path)
+        .stdin(Stdio::piped())
         .stdout(Stdio::null())
         .stderr(Stdio::piped());
     if hooks {
@@ -185,7 +186,10 @@ fn every_thread_is_filtered_unprivileged_and_leaked_fds_are_closed() {
     );
 
     // Descriptors: the VMM's own, nothing inherited (fd 7 was leaked by the parent),
-    // no /dev/kvm (closed once the VM exists), no kernel image.
+    // no /dev/kvm (closed once the VM exists), no kernel image; stdin is /dev/null
+    // (the test gave it a pipe).
+    let stdin = std::fs::read_link(format!("/proc/{pid}/fd/0")).unwrap();
+    assert_eq!(stdin, Path::new("/dev/null"));
     let mut kinds = Vec::new();
     for fd in std::fs::read_dir(format!("/proc/{pid}/fd")).unwrap() {
         let fd = fd.unwrap();

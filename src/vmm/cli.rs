@@ -136,6 +136,10 @@ pub fn run_spec(spec: &VmSpec, direct: bool) -> u8 {
     if let Err(e) = jail::privs::close_inherited_fds()
         .and_then(|_| jail::privs::disable_core_dumps())
         .and_then(|_| jail::privs::fix_malloc_arenas())
+        .and_then(|_| match direct {
+            true => Ok(()),
+            false => jail::privs::stdin_to_dev_null(),
+        })
         .and_then(|_| jail::install(spec.seccomp))
     {
         return setup_failed(e);

@@ -18,9 +18,16 @@ use super::{JailError, SeccompMode, ThreadClass};
 /// the rules (each a conjunction of argument conditions) matches.
 type Rules = BTreeMap<i64, Option<Vec<Vec<Cond>>>>;
 
-/// One argument condition: argument `.0` equals `.1` (low 32 bits compared).
+/// One argument condition on argument `.0` (low 32 bits): `(arg & .1) == .2`.
 #[derive(Debug, Clone, Copy)]
-struct Cond(u8, u64);
+struct Cond(u8, u64, u64);
+
+impl Cond {
+    /// Argument `arg` equals `value`.
+    fn eq(arg: u8, value: u64) -> Cond {
+        Cond(arg, u64::from(u32::MAX), value)
+    }
+}
 
 /// KVM ioctl request numbers (linux/kvm.h; `_IO`/`_IOR`/`_IOW`/`_IOWR` on type 0xAE).
 pub mod kvm_ioctl {
@@ -132,7 +139,7 @@ fn allow_arg(r: &mut Rules, syscall: libc::c_long, arg: u8, values: &[u64]) {
     let entry = r.entry(syscall).or_insert_with(|| Some(Vec::new()));
     if let Some(rules) = entry {
         for &v in values {
-            rules.push(vec![Cond(arg, v)]);
+            rules.push(vec![Cond::eq(arg, v)]);
         }
     }
 }
@@ -190,7 +197,7 @@ fn base(r: &mut Rules) {
         .or_insert_with(|| Some(Vec::new()));
     if let Some(rules) = e {
         for sig in [crate::vmm::vm::kick_signal(), libc::SIGABRT] {
-            rules.push(vec![Cond(0, pid), Cond(2, sig as u64)]);
+            rules.push(vec![Cond::eq(0, pid), Cond::eq(2, sig as u64)]);
         }
     }
 }
@@ -320,10 +327,13 @@ fn main(r: &mut Rules) {
     vcpu(r);
     io(r);
     spawner(r);
+    // Re-opening /dev/kvm, the kernel/initrd and sysfs hugepage counters: never to create,
+    // truncate or write-only (the serial log is opened once, before confinement).
+    let no_create = (libc::O_CREAT | libc::O_TRUNC | libc::O_WRONLY | libc::O_APPEND) as u64;
+    r.insert(libc::SYS_openat, Some(vec![vec![Cond(2, no_create, 0)]]));
     allow(
         r,
         &[
-            libc::SYS_openat,
             libc::SYS_read,
             libc::SYS_pread64,
             libc::SYS_lseek,
@@ -415,8 +425,13 @@ pub fn compile(class: ThreadClass, mode: SeccompMode) -> Result<BpfProgram, Jail
                 .map(|conds| {
                     let conds = conds
                         .into_iter()
-                        .map(|Cond(arg, v)| {
-                            SeccompCondition::new(arg, SeccompCmpArgLen::Dword, SeccompCmpOp::Eq, v)
+                        .map(|Cond(arg, mask, v)| {
+                            let op = if mask == u64::from(u32::MAX) {
+                                SeccompCmpOp::Eq
+                            } else {
+                                SeccompCmpOp::MaskedEq(mask)
+                            };
+                            SeccompCondition::new(arg, SeccompCmpArgLen::Dword, op, v)
                         })
                         .collect::<Result<Vec<_>, _>>()?;
                     SeccompRule::new(conds)
@@ -509,7 +524,10 @@ mod tests {
                 assert!(!allows(class, s), "{class} allows {s}");
             }
         }
-        // Only the main thread opens files.
+        // Only the main thread opens files, and never to create or truncate one.
+        let open = rules(Main).remove(&libc::SYS_openat).unwrap().unwrap();
+        assert_eq!(open.len(), 1);
+        assert!(!allows(Main, libc::SYS_open) && !allows(Main, libc::SYS_creat));
         for class in [Vcpu, Io, Control] {
             assert!(!allows(class, libc::SYS_openat), "{class}");
             assert!(!allows(class, libc::SYS_memfd_create), "{class}");

@@ -139,6 +139,23 @@ pub fn fix_malloc_arenas() -> Result<(), JailError> {
     Ok(())
 }
 
+/// Point standard input at /dev/null (the spec form never reads it): the parent's
+/// terminal or pipe is not held open.
+pub fn stdin_to_dev_null() -> Result<(), JailError> {
+    let null = std::fs::File::open("/dev/null").map_err(|source| JailError::Privs {
+        what: "opening /dev/null",
+        source,
+    })?;
+    use std::os::fd::AsRawFd;
+    // SAFETY: dup2 onto descriptor 0, which no Rust object owns (std's Stdin only borrows
+    // it); `null` stays valid for the call and is closed when dropped.
+    let rc = unsafe { libc::dup2(null.as_raw_fd(), 0) };
+    if rc != 0 {
+        return Err(last_os_error("dup2 /dev/null to stdin"));
+    }
+    Ok(())
+}
+
 /// No core dumps: they would contain guest memory.
 pub fn disable_core_dumps() -> Result<(), JailError> {
     let zero = libc::rlimit {

@@ -74,15 +74,15 @@ pub struct VmSpec {
     /// Host CPU pinning.
     #[serde(default)]
     pub pinning: Option<PinningSpec>,
+    /// Seccomp action for syscalls outside a thread's filter (default: kill the process).
+    #[serde(default)]
+    pub seccomp: crate::vmm::jail::SeccompMode,
     /// Unix socket of the control API; none means no control socket.
     #[serde(default)]
     pub control_socket: Option<PathBuf>,
     /// What a guest reset does.
     #[serde(default)]
     pub on_reset: OnReset,
-    /// Seccomp action for syscalls outside a thread's filter (default: kill the process).
-    #[serde(default)]
-    pub seccomp: crate::vmm::jail::SeccompMode,
 }
 
 /// vCPU count and topology.

@@ -385,6 +385,13 @@ mod tests {
         );
         let r = Request::parse(r#"{"cmd":"console_tail"}"#).unwrap();
         assert_eq!(r, Request::ConsoleTail { bytes: None });
+        let r = Request::parse(r#"{"cmd":"debug_forbidden_syscall","class":"vcpu"}"#).unwrap();
+        assert_eq!(
+            r,
+            Request::DebugForbiddenSyscall {
+                class: ThreadClass::Vcpu
+            }
+        );
         for bad in [
             "",
             "{",

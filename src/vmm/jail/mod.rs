@@ -198,3 +198,39 @@ pub fn enter(class: ThreadClass) -> Result<(), JailError> {
 pub fn mode() -> Option<SeccompMode> {
     JAIL.get().map(|j| j.mode)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn class_names_round_trip_and_garbage_is_none() {
+        for c in ThreadClass::ALL {
+            assert_eq!(ThreadClass::from_name(c.name()), Some(c));
+        }
+        for bad in ["", "VCPU", "vcpu ", "api", "\u{0}", "main\n"] {
+            assert_eq!(ThreadClass::from_name(bad), None, "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn the_kernel_accepts_every_filter() {
+        // Log mode: a mismatch is logged, never fatal, so the test process is safe; each
+        // class in its own thread, which ends with it.
+        let jail = std::sync::Arc::new(Jail::new(SeccompMode::Log).unwrap());
+        assert_eq!(jail.mode(), SeccompMode::Log);
+        for class in ThreadClass::ALL {
+            let j = jail.clone();
+            let status = std::thread::spawn(move || {
+                j.enter(class).unwrap();
+                std::fs::read_to_string("/proc/thread-self/status").unwrap()
+            })
+            .join()
+            .unwrap();
+            assert!(status.contains("Seccomp:\t2"), "{class}: {status}");
+            assert!(status.contains("NoNewPrivs:\t1"), "{class}");
+        }
+        let off = Jail::new(SeccompMode::Off).unwrap();
+        assert!(off.program(ThreadClass::Vcpu).is_none());
+    }
+}

@@ -340,33 +340,7 @@ fn handle(req: Request, ctx: &Ctx) -> Value {
             };
             json!({"ok": true, "data": String::from_utf8_lossy(&data)})
         }
-        Request::DebugForbiddenSyscall { class } => debug_forbidden_syscall(class, c),
-    }
-}
-
-/// The confinement test hook (see [`jail::debug`]).
-fn debug_forbidden_syscall(class: ThreadClass, c: &VmControl) -> Value {
-    if !jail::debug::enabled() {
-        return error_reply(format!(
-            "debug hooks are disabled (start the VMM with {}=1)",
-            jail::debug::ENV
-        ));
-    }
-    match class {
-        ThreadClass::Vcpu => {
-            jail::debug::request_vcpu();
-            // Kick the vCPUs out of KVM_RUN so one of them runs the hook.
-            if let Err(e) = c.pause(Duration::from_secs(5)).and_then(|_| c.resume()) {
-                return error_reply(e);
-            }
-            json!({"ok": true, "class": "vcpu"})
-        }
-        _ => match jail::debug::forbidden_syscall() {
-            Ok(()) => json!({"ok": true, "class": class.name(), "result": "allowed"}),
-            Err(errno) => {
-                json!({"ok": true, "class": class.name(), "result": "failed", "errno": errno})
-            }
-        },
+        Request::DebugForbiddenSyscall { class } => jail::debug::handle(class, c),
     }
 }
 

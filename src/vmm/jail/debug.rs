@@ -8,8 +8,12 @@
 //! call succeeds and the VMM goes on.
 
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use serde_json::{json, Value};
 
 use super::ThreadClass;
+use crate::vmm::vm::VmControl;
 
 /// Environment variable enabling the hook.
 pub const ENV: &str = "NOVAKVM_VMM_DEBUG_HOOKS";
@@ -51,5 +55,36 @@ pub fn vcpu_hook() {
     if VCPU_PENDING.load(Ordering::Relaxed) && VCPU_PENDING.swap(false, Ordering::SeqCst) {
         let res = forbidden_syscall();
         tracing::warn!(class = %ThreadClass::Vcpu, ?res, "debug: forbidden syscall done");
+    }
+}
+
+/// Answer a `debug_forbidden_syscall` control request for `class` (vcpu or control) on
+/// the calling control connection thread.
+pub fn handle(class: ThreadClass, control: &VmControl) -> Value {
+    if !enabled() {
+        return json!({
+            "ok": false,
+            "error": format!("debug hooks are disabled (start the VMM with {ENV}=1)"),
+        });
+    }
+    match class {
+        ThreadClass::Vcpu => {
+            request_vcpu();
+            // Kick the vCPUs out of KVM_RUN so one of them runs the hook.
+            match control
+                .pause(Duration::from_secs(5))
+                .and_then(|_| control.resume())
+            {
+                Ok(()) => json!({"ok": true, "class": "vcpu"}),
+                Err(e) => json!({"ok": false, "error": e.to_string()}),
+            }
+        }
+        // The calling thread is a control thread.
+        _ => match forbidden_syscall() {
+            Ok(()) => json!({"ok": true, "class": class.name(), "result": "allowed"}),
+            Err(errno) => {
+                json!({"ok": true, "class": class.name(), "result": "failed", "errno": errno})
+            }
+        },
     }
 }

@@ -12,6 +12,8 @@
 //! `NOVAKVM_BENCH_QEMU` (default `qemu-system-x86_64`).
 //!
 //! Method:
+//! - `novakvm-seccomp-off` is novakvm with `--seccomp off` (no filters), so
+//!   the ratio novakvm/novakvm-seccomp-off is the cost of the seccomp filters.
 //! - Timing runs alternate the VMMs (novakvm, q35, microvm, novakvm, ...) so
 //!   that load from other processes hits all of them alike. Guest: 1 vCPU,
 //!   128 MiB, default cmdline (prints its banner, then resets; every VMM
@@ -282,6 +284,15 @@ fn main() {
             .to_vec(),
         cmdline_flag: "--cmdline",
     }];
+    // The same without seccomp filters: the cost of confinement (docs/arch-jail.md).
+    let mut no_filters = vmms[0].base_args.clone();
+    no_filters.extend(["--seccomp".to_string(), "off".to_string()]);
+    vmms.push(Vmm {
+        name: "novakvm-seccomp-off",
+        program: novakvm.clone(),
+        base_args: no_filters,
+        cmdline_flag: "--cmdline",
+    });
     if on_path(&qemu) {
         for machine in ["q35", "microvm"] {
             let args = [

@@ -17,6 +17,7 @@ use serde::Deserialize;
 use serde_json::{json, Value};
 
 use crate::vmm::devices::serial::SharedConsole;
+use crate::vmm::jail::{self, ThreadClass};
 use crate::vmm::state::{ExitReason, VmState};
 use crate::vmm::vm::VmControl;
 
@@ -51,6 +52,9 @@ struct RawRequest {
     timeout_ms: Option<u64>,
     #[serde(default)]
     bytes: Option<usize>,
+    /// Thread class of `debug_forbidden_syscall`.
+    #[serde(default)]
+    class: Option<String>,
 }
 
 impl Request {
@@ -58,17 +62,34 @@ impl Request {
     pub fn parse(text: &str) -> Result<Request, String> {
         let raw: RawRequest =
             serde_json::from_str(text).map_err(|e| format!("bad request: {e}"))?;
-        let no_args = raw.timeout_ms.is_none() && raw.bytes.is_none();
+        let no_args = raw.timeout_ms.is_none() && raw.bytes.is_none() && raw.class.is_none();
         let req = match raw.cmd.as_str() {
             "status" if no_args => Request::Status,
             "pause" if no_args => Request::Pause,
             "resume" if no_args => Request::Resume,
             "power_off" if no_args => Request::PowerOff,
-            "shutdown" if raw.bytes.is_none() => Request::Shutdown {
+            "shutdown" if raw.bytes.is_none() && raw.class.is_none() => Request::Shutdown {
                 timeout_ms: raw.timeout_ms,
             },
-            "console_tail" if raw.timeout_ms.is_none() => Request::ConsoleTail { bytes: raw.bytes },
-            "status" | "pause" | "resume" | "power_off" | "shutdown" | "console_tail" => {
+            "console_tail" if raw.timeout_ms.is_none() && raw.class.is_none() => {
+                Request::ConsoleTail { bytes: raw.bytes }
+            }
+            "debug_forbidden_syscall" if raw.timeout_ms.is_none() && raw.bytes.is_none() => {
+                let class = raw
+                    .class
+                    .as_deref()
+                    .and_then(ThreadClass::from_name)
+                    .filter(|c| matches!(c, ThreadClass::Vcpu | ThreadClass::Control))
+                    .ok_or("bad request: class must be \"vcpu\" or \"control\"")?;
+                Request::DebugForbiddenSyscall { class }
+            }
+            "status"
+            | "pause"
+            | "resume"
+            | "power_off"
+            | "shutdown"
+            | "console_tail"
+            | "debug_forbidden_syscall" => {
                 return Err(format!("bad request: {} takes other arguments", raw.cmd))
             }
             other => return Err(format!("bad request: unknown cmd {other:?}")),
@@ -97,6 +118,12 @@ pub enum Request {
     ConsoleTail {
         /// How many bytes.
         bytes: Option<usize>,
+    },
+    /// Test hook (only with `NOVAKVM_VMM_DEBUG_HOOKS=1`): a thread of `class` makes a
+    /// syscall its seccomp filter forbids.
+    DebugForbiddenSyscall {
+        /// vcpu or control.
+        class: ThreadClass,
     },
 }
 
@@ -153,6 +180,12 @@ impl ApiServer {
         std::thread::Builder::new()
             .name("api".into())
             .spawn(move || {
+                // Confinement: `api` and the `api-conn` threads it spawns.
+                if let Err(e) = jail::enter(ThreadClass::Control) {
+                    ctx.control
+                        .request_exit(ExitReason::VmmError(format!("control socket: {e}")));
+                    return;
+                }
                 for conn in listener.incoming() {
                     let Ok(mut conn) = conn else { continue };
                     if ctx.connections.load(Ordering::SeqCst) >= MAX_CONNECTIONS {
@@ -307,6 +340,7 @@ fn handle(req: Request, ctx: &Ctx) -> Value {
             };
             json!({"ok": true, "data": String::from_utf8_lossy(&data)})
         }
+        Request::DebugForbiddenSyscall { class } => jail::debug::handle(class, c),
     }
 }
 
@@ -325,6 +359,13 @@ mod tests {
         );
         let r = Request::parse(r#"{"cmd":"console_tail"}"#).unwrap();
         assert_eq!(r, Request::ConsoleTail { bytes: None });
+        let r = Request::parse(r#"{"cmd":"debug_forbidden_syscall","class":"vcpu"}"#).unwrap();
+        assert_eq!(
+            r,
+            Request::DebugForbiddenSyscall {
+                class: ThreadClass::Vcpu
+            }
+        );
         for bad in [
             "",
             "{",
@@ -337,6 +378,13 @@ mod tests {
             r#"{"cmd":"pause","bytes":1}"#,
             r#"{"cmd":"shutdown","bytes":1}"#,
             r#"{"cmd":1}"#,
+            r#"{"cmd":"status","class":"vcpu"}"#,
+            r#"{"cmd":"console_tail","class":"vcpu"}"#,
+            r#"{"cmd":"debug_forbidden_syscall"}"#,
+            r#"{"cmd":"debug_forbidden_syscall","class":"main"}"#,
+            r#"{"cmd":"debug_forbidden_syscall","class":"nope"}"#,
+            r#"{"cmd":"debug_forbidden_syscall","class":1}"#,
+            r#"{"cmd":"debug_forbidden_syscall","class":"vcpu","bytes":1}"#,
         ] {
             assert!(Request::parse(bad).is_err(), "{bad}");
         }

@@ -12,6 +12,7 @@ use crate::vmm::affinity;
 use crate::vmm::api::{ApiServer, VmInfo};
 use crate::vmm::builder;
 use crate::vmm::devices::serial::{ConsoleLog, SharedConsole};
+use crate::vmm::jail::{self, SeccompMode, ThreadClass};
 use crate::vmm::spec::{
     Backing, BootSpec, CpuSpec, MemorySpec, OnReset, SerialSpec, SpecError, VmSpec,
     DEFAULT_SERIAL_LOG_BYTES,
@@ -34,7 +35,7 @@ pub enum HugepageSize {
 #[derive(Debug, clap::Args)]
 pub struct VmmArgs {
     /// JSON VM spec (schema: api-schemas/vm-spec.schema.json).
-    #[arg(long, value_name = "FILE", conflicts_with_all = ["kernel", "initrd", "cmdline", "vcpus", "memory_mib", "hugepages", "serial_log", "control_socket"])]
+    #[arg(long, value_name = "FILE", conflicts_with_all = ["kernel", "initrd", "cmdline", "vcpus", "memory_mib", "hugepages", "serial_log", "control_socket", "seccomp"])]
     pub spec: Option<PathBuf>,
     /// Direct form: kernel (PVH ELF, vmlinux or bzImage).
     #[arg(long, value_name = "PATH", required_unless_present = "spec")]
@@ -60,6 +61,9 @@ pub struct VmmArgs {
     /// Direct form: control socket.
     #[arg(long, value_name = "PATH")]
     pub control_socket: Option<PathBuf>,
+    /// Direct form: action on a syscall outside a thread's seccomp filter.
+    #[arg(long, value_enum, value_name = "MODE", default_value_t = SeccompMode::Kill)]
+    pub seccomp: SeccompMode,
 }
 
 impl VmmArgs {
@@ -100,6 +104,7 @@ impl VmmArgs {
             pinning: None,
             control_socket: self.control_socket.clone(),
             on_reset: OnReset::Exit,
+            seccomp: self.seccomp,
         };
         spec.validate()?;
         Ok((spec, true))
@@ -126,6 +131,19 @@ fn setup_failed(e: impl std::fmt::Display) -> u8 {
 
 /// Run a validated spec; returns the process exit code.
 pub fn run_spec(spec: &VmSpec, direct: bool) -> u8 {
+    // Confinement, part 1 (before anything is opened): close what the parent leaked,
+    // no core dumps, compile the seccomp filters. Part 2 is `jail::enter` in each thread.
+    if let Err(e) = jail::privs::close_inherited_fds()
+        .and_then(|_| jail::privs::disable_core_dumps())
+        .and_then(|_| jail::privs::fix_malloc_arenas())
+        .and_then(|_| match direct {
+            true => Ok(()),
+            false => jail::privs::stdin_to_dev_null(),
+        })
+        .and_then(|_| jail::install(spec.seccomp))
+    {
+        return setup_failed(e);
+    }
     if let Some(p) = &spec.pinning {
         // Every thread spawned from here on inherits the emulator set; vCPUs re-pin.
         if let Err(e) = affinity::pin_current_thread(&p.emulator) {
@@ -167,6 +185,7 @@ pub fn run_spec(spec: &VmSpec, direct: bool) -> u8 {
 
 fn run_loop(spec: &VmSpec, direct: bool, control: &Arc<VmControl>, console: &SharedConsole) -> u8 {
     let mut first = true;
+    let mut first_start = true;
     loop {
         let mut vm = match builder::build(spec, console.clone()) {
             Ok(vm) => vm,
@@ -186,6 +205,13 @@ fn run_loop(spec: &VmSpec, direct: bool, control: &Arc<VmControl>, console: &Sha
         }
         if direct {
             forward_stdin(vm.bus());
+        }
+        if first_start {
+            // Setup is done: confine the main thread (kept across restarts).
+            first_start = false;
+            if let Err(e) = jail::enter(ThreadClass::Main) {
+                control.request_exit(ExitReason::VmmError(e.to_string()));
+            }
         }
         let reason = control.wait_exit();
         vm.stop(control);
@@ -219,6 +245,10 @@ fn forward_stdin(bus: Arc<crate::vmm::devices::bus::PioBus>) {
     let spawned = std::thread::Builder::new()
         .name("stdin".into())
         .spawn(move || {
+            if let Err(e) = jail::enter(ThreadClass::Io) {
+                tracing::error!(error = %e, "console input thread not started");
+                return;
+            }
             use std::io::Read;
             let mut buf = [0u8; 64];
             let mut stdin = std::io::stdin().lock();

@@ -6,6 +6,7 @@
 //! - [`vm`]: runtime control shared by vCPU threads and the control socket ([`api`]).
 //! - [`state`]: lifecycle state machine and exit codes.
 //! - [`cli`]: `novakvm vmm` entry point.
+//! - [`jail`]: seccomp filters per thread class and privilege dropping.
 
 pub mod affinity;
 pub mod api;
@@ -13,6 +14,7 @@ pub mod boot;
 pub mod builder;
 pub mod cli;
 pub mod devices;
+pub mod jail;
 pub mod kvm;
 pub mod memory;
 pub mod spec;

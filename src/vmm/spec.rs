@@ -74,6 +74,9 @@ pub struct VmSpec {
     /// Host CPU pinning.
     #[serde(default)]
     pub pinning: Option<PinningSpec>,
+    /// Seccomp action for syscalls outside a thread's filter (default: kill the process).
+    #[serde(default)]
+    pub seccomp: crate::vmm::jail::SeccompMode,
     /// Unix socket of the control API; none means no control socket.
     #[serde(default)]
     pub control_socket: Option<PathBuf>,

@@ -100,6 +100,11 @@ impl Vcpu {
                         )));
                     }
                 }
+                // Confinement: from here on only the vCPU filter's syscalls.
+                if let Err(e) = crate::vmm::jail::enter(crate::vmm::jail::ThreadClass::Vcpu) {
+                    control.request_exit(ExitReason::VmmError(format!("vCPU {index}: {e}")));
+                    return;
+                }
                 control.register_vcpu(index);
                 self.run(&bus, &control);
                 control.unregister_vcpu(index);
@@ -157,6 +162,7 @@ impl Vcpu {
                 Err(e) if e.errno() == libc::EINTR || e.errno() == libc::EAGAIN => None,
                 Err(e) => Some(ExitReason::VmmError(format!("vCPU {index}: KVM_RUN: {e}"))),
             };
+            crate::vmm::jail::debug::vcpu_hook();
             if let Some(reason) = action {
                 control.request_exit(reason);
             }

@@ -1,0 +1,349 @@
+//! Modern virtio-pci transport (virtio 1.x, device id 0x1040 + type, revision 1).
+//!
+//! BAR 0 (32-bit memory, [`BAR_SIZE`](crate::vmm::devices::pci::BAR_SIZE)) layout:
+//!
+//! | offset | structure |
+//! |---|---|
+//! | 0x0000 | common configuration (0x38 bytes) |
+//! | 0x1000 | ISR status (read clears) |
+//! | 0x2000 | device configuration |
+//! | 0x3000 | notify: queue `n` at 0x3000 + 4·n (`notify_off_multiplier` 4) |
+//!
+//! The notify addresses are KVM ioeventfds, so a queue kick never leaves the kernel; a
+//! write that reaches the VMM anyway (BAR moved by the guest) signals the same eventfd.
+//! No MSI-X: interrupts are INTx (pin A) through an irqfd on the in-kernel IOAPIC.
+
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+
+use virtio_queue::{Queue, QueueT};
+use vm_memory::GuestAddress;
+use vmm_sys_util::eventfd::EventFd;
+
+use super::worker::{Ctl, WorkerHandle};
+use super::{status, Shared, F_VERSION_1, QUEUE_MAX, VIRTIO_DEVICE_BASE, VIRTIO_VENDOR};
+use crate::vmm::devices::pci::{PciFunction, PciIds};
+use crate::vmm::memory::GuestMem;
+
+/// Offset of the common configuration in the BAR.
+pub const COMMON_OFFSET: u64 = 0x0000;
+/// Size of the common configuration.
+pub const COMMON_LEN: u64 = 0x38;
+/// Offset of the ISR status in the BAR.
+pub const ISR_OFFSET: u64 = 0x1000;
+/// Offset of the device configuration in the BAR.
+pub const DEVICE_OFFSET: u64 = 0x2000;
+/// Offset of the notification area in the BAR.
+pub const NOTIFY_OFFSET: u64 = 0x3000;
+/// Bytes between two queues' notify addresses.
+pub const NOTIFY_MULTIPLIER: u32 = 4;
+
+/// Queue configuration as written by the driver (checked only at DRIVER_OK).
+#[derive(Debug, Clone, Copy, Default)]
+struct QueueCfg {
+    size: u16,
+    ready: bool,
+    desc: u64,
+    avail: u64,
+    used: u64,
+}
+
+/// One virtio device behind the PCI transport.
+pub struct VirtioPci {
+    device_type: u16,
+    class: u32,
+    offered: u64,
+    config: Vec<u8>,
+    caps: [u8; 256],
+    status: u8,
+    device_feature_select: u32,
+    driver_feature_select: u32,
+    driver_features: u64,
+    queue_select: u16,
+    queues: Vec<QueueCfg>,
+    notify: Vec<EventFd>,
+    shared: Arc<Shared>,
+    mem: Arc<GuestMem>,
+    worker: WorkerHandle,
+}
+
+fn put(b: &mut [u8], off: usize, v: &[u8]) {
+    b[off..off + v.len()].copy_from_slice(v);
+}
+
+fn build_caps() -> [u8; 256] {
+    let mut c = [0u8; 256];
+    // (config offset, cfg_type, BAR offset, length)
+    let caps: [(usize, u8, u32, u32); 4] = [
+        (0x40, 1, COMMON_OFFSET as u32, COMMON_LEN as u32),
+        (0x50, 3, ISR_OFFSET as u32, 4),
+        (0x60, 4, DEVICE_OFFSET as u32, 0x1000),
+        (0x70, 2, NOTIFY_OFFSET as u32, 0x1000),
+    ];
+    for (i, &(at, kind, off, len)) in caps.iter().enumerate() {
+        let next = caps.get(i + 1).map_or(0, |n| n.0 as u8);
+        let cap_len = if kind == 2 { 20 } else { 16 };
+        put(&mut c, at, &[0x09, next, cap_len, kind, 0, 0, 0, 0]);
+        put(&mut c, at + 8, &off.to_le_bytes());
+        put(&mut c, at + 12, &len.to_le_bytes());
+        if kind == 2 {
+            put(&mut c, at + 16, &NOTIFY_MULTIPLIER.to_le_bytes());
+        }
+    }
+    c
+}
+
+impl VirtioPci {
+    /// Transport for a device of `device_type`/`class` offering `features` (plus
+    /// VERSION_1) with `config` as device configuration, served by `worker`.
+    #[allow(clippy::too_many_arguments)]
+    pub fn new(
+        device_type: u16,
+        class: u32,
+        features: u64,
+        config: Vec<u8>,
+        notify: Vec<EventFd>,
+        shared: Arc<Shared>,
+        mem: Arc<GuestMem>,
+        worker: WorkerHandle,
+    ) -> VirtioPci {
+        VirtioPci {
+            device_type,
+            class,
+            offered: features | F_VERSION_1,
+            config,
+            caps: build_caps(),
+            status: 0,
+            device_feature_select: 0,
+            driver_feature_select: 0,
+            driver_features: 0,
+            queue_select: 0,
+            queues: vec![QueueCfg::default(); notify.len()],
+            notify,
+            shared,
+            mem,
+            worker,
+        }
+    }
+
+    /// Current device status as the driver reads it.
+    pub fn status(&self) -> u8 {
+        let nr = if self.shared.needs_reset.load(Ordering::SeqCst) {
+            status::NEEDS_RESET
+        } else {
+            0
+        };
+        self.status | nr
+    }
+
+    fn reset(&mut self) {
+        self.worker.reset();
+        self.status = 0;
+        self.driver_features = 0;
+        self.device_feature_select = 0;
+        self.driver_feature_select = 0;
+        self.queue_select = 0;
+        for q in &mut self.queues {
+            *q = QueueCfg::default();
+        }
+        self.shared.isr.store(0, Ordering::SeqCst);
+        self.shared.needs_reset.store(false, Ordering::SeqCst);
+    }
+
+    fn set_status(&mut self, v: u8) {
+        if v == 0 {
+            self.reset();
+            return;
+        }
+        let old = self.status;
+        let mut new = v & !status::NEEDS_RESET;
+        if new & status::FEATURES_OK != 0 && old & status::FEATURES_OK == 0 {
+            let unknown = self.driver_features & !self.offered;
+            if unknown != 0 || self.driver_features & F_VERSION_1 == 0 {
+                tracing::debug!(
+                    acked = format_args!("{:#x}", self.driver_features),
+                    offered = format_args!("{:#x}", self.offered),
+                    "virtio: FEATURES_OK refused"
+                );
+                new &= !status::FEATURES_OK;
+            }
+        }
+        if new & status::DRIVER_OK != 0 && old & status::DRIVER_OK == 0 {
+            if new & status::FEATURES_OK == 0 {
+                self.shared.fail("DRIVER_OK without FEATURES_OK");
+            } else {
+                match self.build_queues() {
+                    Ok(q) => self.worker.send(Ctl::Activate(q)),
+                    Err(why) => self.shared.fail(&why),
+                }
+            }
+        }
+        self.status = new;
+    }
+
+    /// The driver's queue configuration as checked `Queue`s.
+    fn build_queues(&self) -> Result<Vec<Queue>, String> {
+        let mut out = Vec::with_capacity(self.queues.len());
+        for (i, c) in self.queues.iter().enumerate() {
+            let mut q = Queue::new(QUEUE_MAX).map_err(|e| format!("queue {i}: {e}"))?;
+            if c.ready {
+                q.try_set_size(c.size)
+                    .map_err(|e| format!("queue {i} size {}: {e}", c.size))?;
+                q.try_set_desc_table_address(GuestAddress(c.desc))
+                    .map_err(|e| format!("queue {i} descriptor table: {e}"))?;
+                q.try_set_avail_ring_address(GuestAddress(c.avail))
+                    .map_err(|e| format!("queue {i} available ring: {e}"))?;
+                q.try_set_used_ring_address(GuestAddress(c.used))
+                    .map_err(|e| format!("queue {i} used ring: {e}"))?;
+                q.set_ready(true);
+                if !q.is_valid(&*self.mem) {
+                    return Err(format!("queue {i}: rings outside guest memory"));
+                }
+            }
+            out.push(q);
+        }
+        Ok(out)
+    }
+
+    fn common_read(&self, off: u64) -> u64 {
+        let q = self.queues.get(usize::from(self.queue_select));
+        match off {
+            0x00 => u64::from(self.device_feature_select),
+            0x04 => match self.device_feature_select {
+                0 => self.offered & 0xffff_ffff,
+                1 => self.offered >> 32,
+                _ => 0,
+            },
+            0x08 => u64::from(self.driver_feature_select),
+            0x0c => match self.driver_feature_select {
+                0 => self.driver_features & 0xffff_ffff,
+                1 => self.driver_features >> 32,
+                _ => 0,
+            },
+            0x10 => 0xffff, // msix_config: VIRTIO_MSI_NO_VECTOR
+            0x12 => self.queues.len() as u64,
+            0x14 => u64::from(self.status()),
+            0x15 => 0, // config_generation
+            0x16 => u64::from(self.queue_select),
+            0x18 => q.map_or(0, |q| {
+                u64::from(if q.size == 0 { QUEUE_MAX } else { q.size })
+            }),
+            0x1a => 0xffff, // queue_msix_vector
+            0x1c => q.map_or(0, |q| u64::from(q.ready)),
+            0x1e => u64::from(self.queue_select), // queue_notify_off
+            0x20 => q.map_or(0, |q| q.desc & 0xffff_ffff),
+            0x24 => q.map_or(0, |q| q.desc >> 32),
+            0x28 => q.map_or(0, |q| q.avail & 0xffff_ffff),
+            0x2c => q.map_or(0, |q| q.avail >> 32),
+            0x30 => q.map_or(0, |q| q.used & 0xffff_ffff),
+            0x34 => q.map_or(0, |q| q.used >> 32),
+            _ => 0,
+        }
+    }
+
+    fn common_write(&mut self, off: u64, v: u64) {
+        let live = self.status & status::DRIVER_OK != 0;
+        let lo = |old: u64| (old & !0xffff_ffff) | (v & 0xffff_ffff);
+        let hi = |old: u64| (old & 0xffff_ffff) | (v << 32);
+        let sel = usize::from(self.queue_select);
+        match off {
+            0x00 => self.device_feature_select = v as u32,
+            0x08 => self.driver_feature_select = v as u32,
+            0x0c if self.status & status::FEATURES_OK == 0 => match self.driver_feature_select {
+                0 => self.driver_features = lo(self.driver_features),
+                1 => self.driver_features = hi(self.driver_features),
+                _ => {}
+            },
+            0x14 => self.set_status(v as u8),
+            0x16 => self.queue_select = v as u16,
+            _ if live => {}
+            _ => {
+                let Some(q) = self.queues.get_mut(sel) else {
+                    return;
+                };
+                match off {
+                    0x18 => q.size = v as u16,
+                    0x1c => q.ready = v & 1 == 1,
+                    0x20 => q.desc = lo(q.desc),
+                    0x24 => q.desc = hi(q.desc),
+                    0x28 => q.avail = lo(q.avail),
+                    0x2c => q.avail = hi(q.avail),
+                    0x30 => q.used = lo(q.used),
+                    0x34 => q.used = hi(q.used),
+                    _ => {}
+                }
+            }
+        }
+    }
+}
+
+fn le_value(data: &[u8]) -> u64 {
+    let mut b = [0u8; 8];
+    let n = data.len().min(8);
+    b[..n].copy_from_slice(&data[..n]);
+    u64::from_le_bytes(b)
+}
+
+impl PciFunction for VirtioPci {
+    fn config_read(&mut self, offset: usize) -> u32 {
+        let o = offset & 0xfc;
+        u32::from_le_bytes([
+            self.caps[o],
+            self.caps[o + 1],
+            self.caps[o + 2],
+            self.caps[o + 3],
+        ])
+    }
+
+    fn ids(&self) -> PciIds {
+        PciIds {
+            vendor: VIRTIO_VENDOR,
+            device: VIRTIO_DEVICE_BASE + self.device_type,
+            class: self.class,
+            revision: 1,
+            subsys_vendor: VIRTIO_VENDOR,
+            subsys: 0x40 + self.device_type,
+        }
+    }
+
+    fn capabilities(&self) -> u8 {
+        0x40
+    }
+
+    fn bar_read(&mut self, offset: u64, data: &mut [u8]) {
+        data.fill(0);
+        match offset {
+            o if o < COMMON_LEN => {
+                // Fields are read at their own offset and width.
+                let v = self.common_read(o).to_le_bytes();
+                let n = data.len().min(8);
+                data[..n].copy_from_slice(&v[..n]);
+            }
+            ISR_OFFSET => {
+                if let Some(b) = data.first_mut() {
+                    *b = self.shared.isr.swap(0, Ordering::SeqCst);
+                }
+            }
+            o if (DEVICE_OFFSET..NOTIFY_OFFSET).contains(&o) => {
+                let start = (o - DEVICE_OFFSET) as usize;
+                for (i, b) in data.iter_mut().enumerate() {
+                    *b = self.config.get(start + i).copied().unwrap_or(0);
+                }
+            }
+            _ => {}
+        }
+    }
+
+    fn bar_write(&mut self, offset: u64, data: &[u8]) {
+        match offset {
+            o if o < COMMON_LEN => self.common_write(o, le_value(data)),
+            o if o >= NOTIFY_OFFSET => {
+                let q = ((o - NOTIFY_OFFSET) / u64::from(NOTIFY_MULTIPLIER)) as usize;
+                if let Some(e) = self.notify.get(q) {
+                    let _ = e.write(1);
+                }
+            }
+            _ => {}
+        }
+    }
+}

@@ -64,7 +64,7 @@ impl Net {
         let mut r =
             Reader::new(mem, chain).map_err(|e| VirtioError::Queue(format!("tx chain: {e}")))?;
         let len = r.available_bytes();
-        if len < VNET_HDR_LEN || len > MAX_FRAME {
+        if !(VNET_HDR_LEN..=MAX_FRAME).contains(&len) {
             tracing::debug!(len, "virtio-net: dropping bad tx frame");
             return Ok(0);
         }

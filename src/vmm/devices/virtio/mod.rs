@@ -207,3 +207,6 @@ pub fn attach<B: Backend>(
     bus.add(Box::new(dev))
         .map_err(|e| VirtioError::Backend(format!("{name}: {e}")))
 }
+
+#[cfg(test)]
+mod tests;

@@ -347,3 +347,185 @@ impl PciFunction for VirtioPci {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::vmm::devices::virtio::block::Block;
+    use crate::vmm::devices::virtio::{worker, Backend};
+    use vm_memory::{Bytes, GuestMemoryMmap};
+
+    fn device() -> (tempfile::NamedTempFile, Arc<GuestMem>, VirtioPci) {
+        let f = tempfile::NamedTempFile::new().unwrap();
+        std::fs::write(f.path(), vec![7u8; 8192]).unwrap();
+        let blk = Block::open(f.path(), false, "t").unwrap();
+        let mem = Arc::new(GuestMemoryMmap::from_ranges(&[(GuestAddress(0), 1 << 20)]).unwrap());
+        let shared = Arc::new(Shared::new(EventFd::new(0).unwrap()));
+        let notify = vec![EventFd::new(0).unwrap()];
+        let wn = vec![notify[0].try_clone().unwrap()];
+        let (t, c, feat, cfg) = (blk.device_type(), blk.class(), blk.features(), blk.config());
+        let w = worker::spawn("t".into(), blk, mem.clone(), shared.clone(), wn).unwrap();
+        let dev = VirtioPci::new(t, c, feat, cfg, notify, shared, mem.clone(), w);
+        (f, mem, dev)
+    }
+
+    fn w(d: &mut VirtioPci, off: u64, v: u32, len: usize) {
+        d.bar_write(off, &v.to_le_bytes()[..len]);
+    }
+
+    fn r(d: &mut VirtioPci, off: u64, len: usize) -> u32 {
+        let mut b = [0u8; 4];
+        d.bar_read(off, &mut b[..len]);
+        u32::from_le_bytes(b)
+    }
+
+    fn negotiate(d: &mut VirtioPci, lo: u32, hi: u32) -> u8 {
+        w(d, 0x14, 0, 1);
+        w(d, 0x14, 3, 1);
+        w(d, 0x08, 0, 4);
+        w(d, 0x0c, lo, 4);
+        w(d, 0x08, 1, 4);
+        w(d, 0x0c, hi, 4);
+        w(d, 0x14, 0xb, 1);
+        r(d, 0x14, 1) as u8
+    }
+
+    fn queue(d: &mut VirtioPci, size: u32, desc: u32) {
+        w(d, 0x16, 0, 2);
+        w(d, 0x18, size, 2);
+        w(d, 0x20, desc, 4);
+        w(d, 0x28, 0x3000, 4);
+        w(d, 0x30, 0x4000, 4);
+        w(d, 0x1c, 1, 2);
+    }
+
+    #[test]
+    fn ids_caps_and_config() {
+        let (_f, _m, mut d) = device();
+        assert_eq!(d.ids().device, 0x1042);
+        // Capability chain: common -> ISR -> device -> notify.
+        let mut p = d.capabilities() as usize;
+        let mut kinds = Vec::new();
+        while p != 0 {
+            let w0 = d.config_read(p);
+            kinds.push(w0 >> 24);
+            p = ((w0 >> 8) & 0xff) as usize;
+        }
+        assert_eq!(kinds, vec![1, 3, 4, 2]);
+        assert_eq!(d.config_read(0x70 + 16), NOTIFY_MULTIPLIER);
+        // Capacity 16 sectors in the device config.
+        assert_eq!(r(&mut d, DEVICE_OFFSET, 4), 16);
+        w(&mut d, 0x00, 1, 4);
+        assert_eq!(r(&mut d, 0x04, 4), 1); // VERSION_1 (bit 32)
+        assert_eq!(r(&mut d, 0x12, 2), 1); // one queue
+        assert_eq!(r(&mut d, 0x18, 2), u32::from(QUEUE_MAX));
+    }
+
+    #[test]
+    fn feature_negotiation_refusals() {
+        let (_f, _m, mut d) = device();
+        // A feature we did not offer (bit 0 = BARRIER).
+        assert_eq!(negotiate(&mut d, 1, 1) & status::FEATURES_OK, 0);
+        // No VERSION_1.
+        assert_eq!(negotiate(&mut d, 0, 0) & status::FEATURES_OK, 0);
+        // Unknown high feature.
+        assert_eq!(negotiate(&mut d, 0, 3) & status::FEATURES_OK, 0);
+        // Offered ones are fine.
+        assert_ne!(negotiate(&mut d, 1 << 9, 1) & status::FEATURES_OK, 0);
+        // DRIVER_OK without FEATURES_OK -> NEEDS_RESET.
+        negotiate(&mut d, 1, 1);
+        w(&mut d, 0x14, 0x7, 1);
+        assert_ne!(r(&mut d, 0x14, 1) as u8 & status::NEEDS_RESET, 0);
+        // Reset clears it.
+        w(&mut d, 0x14, 0, 1);
+        assert_eq!(r(&mut d, 0x14, 1), 0);
+    }
+
+    #[test]
+    fn bad_queue_setups_need_reset() {
+        for (size, desc) in [
+            (3, 0x1000),
+            (0, 0x1000),
+            (512, 0x1000),
+            (8, 0x1001),
+            (8, 0xffff_fff0),
+        ] {
+            let (_f, _m, mut d) = device();
+            assert_ne!(negotiate(&mut d, 0, 1) & status::FEATURES_OK, 0);
+            queue(&mut d, size, desc);
+            w(&mut d, 0x14, 0xf, 1);
+            assert_ne!(
+                r(&mut d, 0x14, 1) as u8 & status::NEEDS_RESET,
+                0,
+                "size {size} desc {desc:#x}"
+            );
+        }
+    }
+
+    #[test]
+    fn a_request_through_the_transport_and_worker() {
+        let (_f, m, mut d) = device();
+        assert_ne!(negotiate(&mut d, 0, 1) & status::FEATURES_OK, 0);
+        queue(&mut d, 8, 0x1000);
+        w(&mut d, 0x14, 0xf, 1);
+        assert_eq!(r(&mut d, 0x14, 1), 0xf);
+        // IN sector 1, 512 bytes.
+        let put = |a: u64, b: &[u8]| m.write_slice(b, GuestAddress(a)).unwrap();
+        let mut hdr = [0u8; 16];
+        hdr[8] = 1;
+        put(0x8000, &hdr);
+        let desc = |i: u64, addr: u64, len: u32, flags: u16, next: u16| {
+            let mut b = [0u8; 16];
+            b[..8].copy_from_slice(&addr.to_le_bytes());
+            b[8..12].copy_from_slice(&len.to_le_bytes());
+            b[12..14].copy_from_slice(&flags.to_le_bytes());
+            b[14..16].copy_from_slice(&next.to_le_bytes());
+            put(0x1000 + 16 * i, &b);
+        };
+        desc(0, 0x8000, 16, 1, 1);
+        desc(1, 0x10000, 512, 3, 2);
+        desc(2, 0x9000, 1, 2, 0);
+        put(0x9000, &[0xee]);
+        put(0x3004, &0u16.to_le_bytes());
+        put(0x3002, &1u16.to_le_bytes());
+        w(&mut d, NOTIFY_OFFSET, 0, 2);
+        let t0 = std::time::Instant::now();
+        while m.read_obj::<u16>(GuestAddress(0x4002)).unwrap() != 1 {
+            assert!(t0.elapsed().as_secs() < 10, "no used buffer");
+            std::thread::sleep(std::time::Duration::from_millis(1));
+        }
+        assert_eq!(m.read_obj::<u8>(GuestAddress(0x9000)).unwrap(), 0);
+        assert_eq!(m.read_obj::<u8>(GuestAddress(0x10000)).unwrap(), 7);
+        assert_eq!(r(&mut d, ISR_OFFSET, 1), 1);
+        assert_eq!(r(&mut d, ISR_OFFSET, 1), 0);
+        // Now jump the available index: the worker fails the device.
+        put(0x3002, &100u16.to_le_bytes());
+        w(&mut d, NOTIFY_OFFSET, 0, 2);
+        let t0 = std::time::Instant::now();
+        while r(&mut d, 0x14, 1) as u8 & status::NEEDS_RESET == 0 {
+            assert!(t0.elapsed().as_secs() < 10, "no NEEDS_RESET");
+            std::thread::sleep(std::time::Duration::from_millis(1));
+        }
+        assert_eq!(r(&mut d, ISR_OFFSET, 1) & 2, 2);
+        w(&mut d, 0x14, 0, 1);
+        assert_eq!(r(&mut d, 0x14, 1), 0);
+    }
+
+    #[test]
+    fn garbage_bar_accesses() {
+        let (_f, _m, mut d) = device();
+        let mut x = 0x1234_5678_9abc_def1u64;
+        for _ in 0..20_000 {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            let off = x % 0x4000;
+            let len = [1usize, 2, 4, 8][(x >> 20) as usize % 4];
+            let v = (x >> 24).to_le_bytes();
+            d.bar_write(off, &v[..len]);
+            let mut b = [0u8; 8];
+            d.bar_read(off, &mut b[..len]);
+            let _ = d.config_read((x >> 40) as usize & 0xff);
+        }
+    }
+}

@@ -326,6 +326,7 @@ static void blkbench(int rand, uint64_t mib)
 		puts_serial("novakvm-test-guest: blkbench disk too small\n");
 		return;
 	}
+	puts_serial("novakvm-test-guest: blkbench start\n");
 	uint64_t t0 = rdtsc();
 	for (uint64_t i = 0; i < n; i++) {
 		uint64_t b;

@@ -415,6 +415,7 @@ struct opts {
 	enum exit_mode exit;
 	int garbage, touch, ticker;
 	int blk, net, blkbench; /* blkbench: 0 off, 1 seq, 2 rand */
+	int hostile;
 	uint64_t blkbench_mib;
 };
 
@@ -471,6 +472,8 @@ static void parse_cmdline(const char *s, struct opts *o)
 			o->blk = on;
 		} else if (word_eq(key, klen, "net")) {
 			o->net = on;
+		} else if (word_eq(key, klen, "virtio_hostile")) {
+			o->hostile = on;
 		} else if (word_eq(key, klen, "blkbench")) {
 			o->blkbench = word_eq(val, vlen, "seq") ? 1 : word_eq(val, vlen, "rand") ? 2 : 0;
 			known = o->blkbench != 0;
@@ -753,7 +756,7 @@ void guest_main(uint32_t start_info_paddr)
 		if (!map_gib(a))
 			break;
 
-	struct opts o = { EXIT_RESET, 0, 0, 0, 0, 0, 0, 64 };
+	struct opts o = { EXIT_RESET, 0, 0, 0, 0, 0, 0, 0, 64 };
 	parse_cmdline(cmdline, &o);
 	if (o.garbage)
 		garbage(top);
@@ -763,8 +766,10 @@ void guest_main(uint32_t start_info_paddr)
 		else
 			puts_serial("mem_bad at=0x0 (no memmap)\n");
 	}
-	if (o.blk || o.net || o.blkbench)
+	if (o.blk || o.net || o.blkbench || o.hostile)
 		pci_scan();
+	if (o.hostile)
+		virtio_hostile();
 	if (o.blk)
 		blk_test();
 	if (o.net)

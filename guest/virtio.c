@@ -66,6 +66,43 @@ static void pci_write(uint32_t dev, uint32_t reg, uint32_t v)
 #define CC_QAVAIL 0x28
 #define CC_QUSED 0x30
 
+/*
+ * Address of memory BAR `bi` of device `d`.  A VMM that leaves a BAR unassigned (QEMU
+ * q35 + SeaBIOS's PVH boot leaves the 64-bit virtio BAR at 0) gets one in
+ * 0xE0000000..0xFE000000, naturally aligned, like firmware would.  0 = unusable.
+ */
+static uint64_t bar_next = 0xe0000000ull;
+static uint64_t pci_bar(uint32_t d, uint32_t bi)
+{
+	if (bi > 5)
+		return 0;
+	uint32_t reg = 0x10 + 4 * bi, lo = pci_read(d, reg);
+	if (lo & 1)
+		return 0;
+	int is64 = (lo & 6) == 4 && bi < 5;
+	uint64_t bar = lo & ~0xfu;
+	if (is64)
+		bar |= (uint64_t)pci_read(d, reg + 4) << 32;
+	if (bar)
+		return bar >= 4 * GIB && !map_gib(bar) ? 0 : bar;
+	pci_write(d, reg, 0xffffffffu);
+	uint32_t mask = pci_read(d, reg) & ~0xfu;
+	uint64_t size = mask ? (uint64_t)(~mask) + 1 : 0;
+	if (!size || size > 0x10000000ull)
+		return 0;
+	bar_next = (bar_next + size - 1) & ~(size - 1);
+	if (bar_next + size > 0xfe000000ull) {
+		pci_write(d, reg, 0);
+		return 0;
+	}
+	pci_write(d, reg, (uint32_t)bar_next);
+	if (is64)
+		pci_write(d, reg + 4, 0);
+	bar = bar_next;
+	bar_next += size;
+	return bar;
+}
+
 static void pci_scan(void)
 {
 	for (uint32_t d = 0; d < 32 && nvdevs < MAX_VDEVS; d++) {
@@ -79,14 +116,21 @@ static void pci_scan(void)
 		memset(v, 0, sizeof(*v));
 		v->slot = d;
 		v->type = did - 0x1040;
-		uint32_t bar = pci_read(d, 0x10) & ~0xfu;
-		pci_write(d, 0x04, pci_read(d, 0x04) | 0x6); /* memory + bus master */
 		uint32_t p = pci_read(d, 0x34) & 0xfc;
+		int ok = 1;
+		uint64_t badbar = 0;
 		for (int n = 0; p && n < 48; n++) {
 			uint32_t w0 = pci_read(d, p);
-			if ((w0 & 0xff) == 0x09 && (pci_read(d, p + 4) & 0xff) == 0) {
+			uint32_t bi = pci_read(d, p + 4) & 0xff;
+			uint32_t kind = w0 >> 24;
+			if ((w0 & 0xff) == 0x09 && kind >= 1 && kind <= 4) {
+				uint64_t bar = pci_bar(d, bi);
+				if (!bar) {
+					ok = 0;
+					badbar = pci_read(d, 0x10 + 4 * bi);
+				}
 				uint64_t a = bar + pci_read(d, p + 8);
-				switch (w0 >> 24) {
+				switch (kind) {
 				case 1: v->common = a; break;
 				case 2: v->notify = a; v->notify_mult = pci_read(d, p + 16); break;
 				case 3: v->isr = a; break;
@@ -95,8 +139,18 @@ static void pci_scan(void)
 			}
 			p = (w0 >> 8) & 0xfc;
 		}
-		if (bar && v->common && v->notify && v->isr)
+		pci_write(d, 0x04, pci_read(d, 0x04) | 0x6); /* memory + bus master */
+		if (ok && v->common && v->notify && v->isr) {
 			nvdevs++;
+		} else {
+			puts_serial("novakvm-test-guest: pci ");
+			put_dec(d);
+			puts_serial(" virtio type ");
+			put_dec(v->type);
+			puts_serial(" unusable: BAR ");
+			put_hex(badbar);
+			puts_serial(" (I/O, unassigned or beyond the mappable range) or capabilities missing\n");
+		}
 	}
 }
 
@@ -448,4 +502,124 @@ static void net_test(void)
 	}
 	put_name("net", 0);
 	puts_serial("receive gave up\n");
+}
+
+/* ---- hostile driver (virtio_hostile=1) ----------------------------------
+ * Breaks the protocol on disk 0 in several ways and reports whether the device
+ * refused (FEATURES_OK withheld) or failed itself (DEVICE_NEEDS_RESET), then
+ * checks that a reset brings it back.
+ */
+
+static int wait_needs_reset(struct vdev *v)
+{
+	uint64_t mhz = tsc_mhz(), t0 = rdtsc();
+	while (rdtsc() - t0 < 2000000 * mhz) {
+		if (rd8(v->common + CC_STATUS) & 0x40)
+			return 1;
+		__asm__ volatile("pause");
+	}
+	return 0;
+}
+
+static void hostile_line(const char *what, int v)
+{
+	puts_serial("novakvm-test-guest: hostile ");
+	puts_serial(what);
+	put_dec((uint64_t)v);
+	puts_serial("\n");
+}
+
+static void virtio_hostile(void)
+{
+	struct vdev *v = 0;
+	for (uint32_t i = 0; i < nvdevs && !v; i++)
+		if (vdevs[i].type == 2)
+			v = &vdevs[i];
+	if (!v) {
+		puts_serial("novakvm-test-guest: hostile no disk\n");
+		return;
+	}
+	uint64_t c = v->common;
+	/* 1. Ack a feature the device did not offer (bit 0) and no VERSION_1. */
+	wr8(c + CC_STATUS, 0);
+	wr8(c + CC_STATUS, 3);
+	wr32(c + CC_GFSEL, 0);
+	wr32(c + CC_GF, 1);
+	wr32(c + CC_GFSEL, 1);
+	wr32(c + CC_GF, 1 | 4);
+	wr8(c + CC_STATUS, 3 | 8);
+	hostile_line("unoffered_features_ok=", (rd8(c + CC_STATUS) & 8) != 0);
+
+	/* 2. Queue size 3 (not a power of two). */
+	wr8(c + CC_STATUS, 0);
+	wr8(c + CC_STATUS, 3);
+	wr32(c + CC_GFSEL, 0);
+	wr32(c + CC_GF, 0);
+	wr32(c + CC_GFSEL, 1);
+	wr32(c + CC_GF, 1);
+	wr8(c + CC_STATUS, 3 | 8);
+	wr16(c + CC_QSEL, 0);
+	wr16(c + CC_QSIZE, 3);
+	wr32(c + CC_QDESC, 0x200000);
+	wr32(c + CC_QAVAIL, 0x201000);
+	wr32(c + CC_QUSED, 0x202000);
+	wr16(c + CC_QENABLE, 1);
+	wr8(c + CC_STATUS, 3 | 8 | 4);
+	hostile_line("qsize3_needs_reset=", (rd8(c + CC_STATUS) & 0x40) != 0);
+
+	/* 3. A data buffer outside guest memory. */
+	vq_pages_used = 0;
+	if (vdev_init(v, 0, 1)) {
+		puts_serial("novakvm-test-guest: hostile init failed\n");
+		return;
+	}
+	struct vq *q = &v->q[0];
+	blk_req.type = 0;
+	blk_req.sector = 0;
+	q->desc[0].addr = (uint64_t)(uintptr_t)&blk_req;
+	q->desc[0].len = 16;
+	q->desc[0].flags = VIRTQ_DESC_F_NEXT;
+	q->desc[0].next = 1;
+	q->desc[1].addr = 0x7f0000000000ull;
+	q->desc[1].len = 512;
+	q->desc[1].flags = VIRTQ_DESC_F_NEXT | VIRTQ_DESC_F_WRITE;
+	q->desc[1].next = 2;
+	q->desc[2].addr = (uint64_t)(uintptr_t)&blk_status;
+	q->desc[2].len = 1;
+	q->desc[2].flags = VIRTQ_DESC_F_WRITE;
+	q->desc[2].next = 0;
+	vq_submit(q, 0);
+	hostile_line("bad_addr_needs_reset=", wait_needs_reset(v));
+
+	/* 4. Available index jumping far ahead. */
+	vq_pages_used = 0;
+	if (vdev_init(v, 0, 1))
+		return;
+	q = &v->q[0];
+	q->avail[1] = 200;
+	mb();
+	wr16(q->notify, 0);
+	hostile_line("avail_jump_needs_reset=", wait_needs_reset(v));
+
+	/* 5. A descriptor loop without a status byte: 0 -> 1 -> 0 -> ... */
+	vq_pages_used = 0;
+	if (vdev_init(v, 0, 1))
+		return;
+	q = &v->q[0];
+	q->desc[0].addr = (uint64_t)(uintptr_t)&blk_req;
+	q->desc[0].len = 16;
+	q->desc[0].flags = VIRTQ_DESC_F_NEXT;
+	q->desc[0].next = 1;
+	q->desc[1].addr = (uint64_t)(uintptr_t)blk_buf;
+	q->desc[1].len = 512;
+	q->desc[1].flags = VIRTQ_DESC_F_NEXT;
+	q->desc[1].next = 0;
+	vq_submit(q, 0);
+	hostile_line("loop_needs_reset=", wait_needs_reset(v));
+
+	/* 6. After a reset the device works again. */
+	vq_pages_used = 0;
+	if (vdev_init(v, 0, 1))
+		return;
+	hostile_line("recovered_read_status=", blk_rw(v, 0, 0, blk_buf, 512));
 }

@@ -114,3 +114,34 @@ fn bad_disk_specs_are_refused_before_boot() {
         assert!(err.contains(needle), "{needle}: {err}");
     }
 }
+
+#[test]
+fn hostile_driver_gets_refusals_and_needs_reset_then_recovers() {
+    let d = tempfile::tempdir().unwrap();
+    let a = d.path().join("a.img");
+    image(&a, 64, b"hostile driver!!");
+    let mut s = spec(d.path(), 1, 32, "virtio_hostile=1 exit=poweroff");
+    s["disks"] = json!([{"path": a}]);
+    let mut vm = Vmm::start(d.path(), &s);
+    let st = vm.wait();
+    let c = vm.console();
+    for want in [
+        // FEATURES_OK withheld for a feature the device did not offer.
+        "hostile unoffered_features_ok=0\n",
+        // DEVICE_NEEDS_RESET for: queue size 3, a buffer outside guest memory, the
+        // available index jumping by 200, a descriptor loop without a status byte.
+        "hostile qsize3_needs_reset=1\n",
+        "hostile bad_addr_needs_reset=1\n",
+        "hostile avail_jump_needs_reset=1\n",
+        "hostile loop_needs_reset=1\n",
+        // A reset brings the device back.
+        "hostile recovered_read_status=0\n",
+        "exit=poweroff\n",
+    ] {
+        assert!(
+            c.contains(&format!("novakvm-test-guest: {want}")),
+            "missing {want:?} in:\n{c}"
+        );
+    }
+    assert_eq!(st.code(), Some(0), "{c}");
+}

@@ -80,6 +80,9 @@ pub struct Shared {
     pub needs_reset: AtomicBool,
     /// INTx line (irqfd).
     pub irq: EventFd,
+    /// Resample eventfd of a level-triggered irqfd: KVM signals it at the guest's EOI;
+    /// the worker then re-raises the line if the ISR is still set.
+    pub resample: Option<EventFd>,
 }
 
 impl Shared {
@@ -89,6 +92,17 @@ impl Shared {
             isr: AtomicU8::new(0),
             needs_reset: AtomicBool::new(false),
             irq,
+            resample: None,
+        }
+    }
+
+    /// At the guest's EOI (resample): keep the level asserted while the ISR is non-zero.
+    pub fn resampled(&self) {
+        if let Some(r) = &self.resample {
+            let _ = r.read();
+        }
+        if self.isr.load(Ordering::SeqCst) != 0 {
+            let _ = self.irq.write(1);
         }
     }
 
@@ -166,8 +180,17 @@ pub fn attach<B: Backend>(
         )));
     }
     let irq = EventFd::new(EFD_NONBLOCK).map_err(VirtioError::EventFd)?;
-    vm.register_irqfd(&irq, pci::intx_gsi(slot))
-        .map_err(kvm_err)?;
+    let resample = EventFd::new(EFD_NONBLOCK).map_err(VirtioError::EventFd)?;
+    let gsi = pci::intx_gsi(slot);
+    // Level-triggered INTx (resampling irqfd); a plain (pulse) irqfd where KVM refuses it.
+    let resample = match vm.register_irqfd_with_resample(&irq, &resample, gsi) {
+        Ok(()) => Some(resample),
+        Err(e) => {
+            tracing::warn!(error = %e, gsi, "resampling irqfd refused; INTx as pulses");
+            vm.register_irqfd(&irq, gsi).map_err(kvm_err)?;
+            None
+        }
+    };
     let bar = pci::default_bar(slot);
     let mut notify = Vec::new();
     let mut worker_notify = Vec::new();
@@ -180,7 +203,9 @@ pub fn attach<B: Backend>(
         worker_notify.push(e.try_clone().map_err(VirtioError::EventFd)?);
         notify.push(e);
     }
-    let shared = std::sync::Arc::new(Shared::new(irq));
+    let mut shared = Shared::new(irq);
+    shared.resample = resample;
+    let shared = std::sync::Arc::new(shared);
     let (kind, class, features, config) = (
         backend.device_type(),
         backend.class(),

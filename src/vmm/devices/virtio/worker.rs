@@ -91,6 +91,9 @@ pub fn spawn<B: Backend>(
     })
 }
 
+/// Poll slot marker of the resample eventfd.
+const RESAMPLE: usize = usize::MAX - 1;
+
 struct Worker<B: Backend> {
     backend: B,
     mem: Arc<GuestMem>,
@@ -111,6 +114,14 @@ impl<B: Backend> Worker<B> {
             }];
             // (poll index -> queue index or the backend fd)
             let mut what = vec![usize::MAX];
+            if let Some(r) = &self.shared.resample {
+                fds.push(libc::pollfd {
+                    fd: r.as_raw_fd(),
+                    events: libc::POLLIN,
+                    revents: 0,
+                });
+                what.push(RESAMPLE);
+            }
             if self.queues.is_some() {
                 for (i, e) in self.notify.iter().enumerate() {
                     fds.push(libc::pollfd {
@@ -147,6 +158,10 @@ impl<B: Backend> Worker<B> {
             }
             for (pfd, &idx) in fds.iter().zip(&what).skip(1) {
                 if pfd.revents == 0 {
+                    continue;
+                }
+                if idx == RESAMPLE {
+                    self.shared.resampled();
                     continue;
                 }
                 if let Some(e) = self.notify.get(idx) {

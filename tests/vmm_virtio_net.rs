@@ -145,3 +145,27 @@ fn bad_nic_specs_are_refused_before_boot() {
         assert!(err.contains(needle), "{needle}: {err}");
     }
 }
+
+#[test]
+fn restart_reopens_disks_and_taps() {
+    let d = tempfile::tempdir().unwrap();
+    let img = d.path().join("r.img");
+    std::fs::write(&img, vec![0u8; 64 * 512]).unwrap();
+    let mut s = spec(d.path(), 1, 16, "blk=1 exit=reset");
+    s["on_reset"] = json!("restart");
+    s["disks"] = json!([{"path": img}]);
+    s["nics"] = json!([{"tap": "nkvnet3", "mac": "52:54:00:00:00:03"}]);
+    let mut vm = Vmm::start(d.path(), &s);
+    let deadline = std::time::Instant::now() + TIMEOUT;
+    // Every boot sees the disk again (the tap is reopened by the same process).
+    while vm.console().matches("blk0 wrote sector1").count() < 3 {
+        assert!(std::time::Instant::now() < deadline, "{}", vm.console());
+        if let Ok(Some(st)) = vm.child.try_wait() {
+            panic!("VMM exited ({st}): {}", vm.console());
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    let mut ctl = vm.connect();
+    assert_eq!(ctl.req(json!({"cmd": "power_off"}))["ok"], true);
+    assert_eq!(vm.wait().code(), Some(6));
+}

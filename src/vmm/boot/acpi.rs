@@ -291,3 +291,63 @@ mod tests {
         assert_eq!(sigs, want);
     }
 }
+
+#[cfg(test)]
+mod iasl_tests {
+    /// Disassemble the DSDT with ACPICA's `iasl` (package acpica-tools) when it is
+    /// installed: the AML must decode to the PCI root bridge with its resources.
+    #[test]
+    fn dsdt_disassembles_with_iasl() {
+        if std::process::Command::new("iasl")
+            .arg("-v")
+            .output()
+            .is_err()
+        {
+            eprintln!("iasl not installed (apt-get install acpica-tools): skipped");
+            return;
+        }
+        let t = super::build(&[0, 1], None, &[(1, 16), (2, 17)]);
+        let xsdt = u64::from_le_bytes(t[24..32].try_into().unwrap()) - super::RSDP_START;
+        let fadt = u64::from_le_bytes(
+            t[xsdt as usize + 36..xsdt as usize + 44]
+                .try_into()
+                .unwrap(),
+        ) - super::RSDP_START;
+        let d = u64::from_le_bytes(
+            t[fadt as usize + 140..fadt as usize + 148]
+                .try_into()
+                .unwrap(),
+        ) - super::RSDP_START;
+        let len = u32::from_le_bytes(t[d as usize + 4..d as usize + 8].try_into().unwrap());
+        let dir = tempfile::tempdir().unwrap();
+        let aml = dir.path().join("dsdt.aml");
+        std::fs::write(&aml, &t[d as usize..d as usize + len as usize]).unwrap();
+        let out = std::process::Command::new("iasl")
+            .current_dir(dir.path())
+            .args(["-d", "dsdt.aml"])
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let dsl = std::fs::read_to_string(dir.path().join("dsdt.dsl")).unwrap();
+        if std::env::var_os("NOVAKVM_SHOW_DSL").is_some() {
+            eprintln!("{dsl}");
+        }
+        for want in [
+            "Device (PCI0)",
+            "EisaId (\"PNP0A03\")",
+            "WordBusNumber (ResourceProducer, MinFixed, MaxFixed, PosDecode,",
+            "IO (Decode16,\n                    0x0CF8,",
+            "0xC0000000,         // Range Minimum",
+            "0xDFFFFFFF,         // Range Maximum",
+            "0x0001FFFF,",
+            "0x0002FFFF,",
+            "Name (_S5, Package",
+        ] {
+            assert!(dsl.contains(want), "missing {want:?} in:\n{dsl}");
+        }
+    }
+}

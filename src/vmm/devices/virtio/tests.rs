@@ -287,3 +287,62 @@ proptest! {
         }
     }
 }
+
+fn ioapic_irr(vm: &kvm_ioctls::VmFd) -> u32 {
+    let mut chip = kvm_bindings::kvm_irqchip {
+        chip_id: kvm_bindings::KVM_IRQCHIP_IOAPIC,
+        ..Default::default()
+    };
+    vm.get_irqchip(&mut chip).unwrap();
+    // SAFETY: for KVM_IRQCHIP_IOAPIC the kernel filled the `ioapic` member of the union.
+    unsafe { chip.chip.ioapic.irr }
+}
+
+/// The whole device on a real KVM VM: programmed through the PCI bus, a request served by
+/// the worker raises the slot's INTx line (IOAPIC IRR bit of its GSI) through the irqfd.
+#[test]
+fn used_buffers_raise_intx_on_the_in_kernel_ioapic() {
+    use crate::vmm::devices::pci::{default_bar, intx_gsi, PciBus};
+    let kvm = crate::vmm::kvm::open().unwrap();
+    let vm = crate::vmm::kvm::create_vm(&kvm).unwrap();
+    let m = Arc::new(mem());
+    crate::vmm::kvm::register_memory(&vm, &m).unwrap();
+    let bus = PciBus::new();
+    let (_f, blk) = disk(false);
+    let slot = super::attach("virtio-blk-test", blk, &vm, &bus, &m).unwrap();
+    let (bar, gsi) = (default_bar(slot), intx_gsi(slot));
+    let w =
+        |off: u64, v: u32, len: usize| assert!(bus.mmio_write(bar + off, &v.to_le_bytes()[..len]));
+    let r = |off: u64| {
+        let mut b = [0u8; 1];
+        assert!(bus.mmio_read(bar + off, &mut b));
+        b[0]
+    };
+    w(0x14, 0, 1);
+    w(0x14, 3, 1);
+    w(0x08, 1, 4);
+    w(0x0c, 1, 4); // VERSION_1
+    w(0x14, 0xb, 1);
+    w(0x16, 0, 2);
+    w(0x18, 8, 2);
+    w(0x20, DESC as u32, 4);
+    w(0x28, AVAIL as u32, 4);
+    w(0x30, USED as u32, 4);
+    w(0x1c, 1, 2);
+    w(0x14, 0xf, 1);
+    assert_eq!(r(0x14), 0xf);
+    assert_eq!(ioapic_irr(&vm) & (1 << gsi), 0);
+    request(&m, T_IN, 1, 512, true);
+    w(super::pci::NOTIFY_OFFSET, 0, 2);
+    let t0 = std::time::Instant::now();
+    while used_idx(&m) != 1 || ioapic_irr(&vm) & (1 << gsi) == 0 {
+        assert!(
+            t0.elapsed().as_secs() < 10,
+            "no used buffer or no interrupt"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(1));
+    }
+    assert_eq!(status(&m), S_OK);
+    assert_eq!(r(super::pci::ISR_OFFSET), 1);
+    bus.clear();
+}

@@ -346,3 +346,59 @@ fn used_buffers_raise_intx_on_the_in_kernel_ioapic() {
     assert_eq!(r(super::pci::ISR_OFFSET), 1);
     bus.clear();
 }
+
+/// virtio-net queues with hostile chains on a real tap (needs CAP_NET_ADMIN): bad TX
+/// frames are dropped, TX buffers outside memory fail the device, RX chains that cannot
+/// hold a frame get it dropped, RX buffers outside memory fail the device.
+#[test]
+fn net_queues_with_hostile_chains() {
+    use super::net::Net;
+    use super::tap::Tap;
+    let tap = Tap::open("nkvunit0").unwrap();
+    let up = std::process::Command::new("ip")
+        .args(["link", "set", "nkvunit0", "up"])
+        .status()
+        .unwrap();
+    assert!(up.success());
+    let mut net = Net::new(tap, [0x52, 0x54, 0, 0, 0, 7]);
+    assert_eq!(&net.config()[..6], &[0x52, 0x54, 0, 0, 0, 7]);
+    let m = mem();
+    let tx = |net: &mut Net, q: &mut Queue| {
+        let mut qs = [Queue::new(256).unwrap(), std::mem::take(q)];
+        let r = net.process(&m, &mut qs, 1);
+        *q = std::mem::take(&mut qs[1]);
+        r
+    };
+    // Too short for a virtio_net_hdr: dropped, buffer returned.
+    let mut q = queue(8);
+    desc(&m, 0, DATA, 4, 0, 0);
+    offer(&m, &[0], 1);
+    assert!(tx(&mut net, &mut q).unwrap());
+    assert_eq!(used_idx(&m), 1);
+    // Oversized (2 x 64 KiB): dropped.
+    let mut q = queue(8);
+    desc(&m, 0, DATA, 0x10000, NEXT, 1);
+    desc(&m, 1, DATA, 0x10000, 0, 0);
+    offer(&m, &[0], 1);
+    assert!(tx(&mut net, &mut q).unwrap());
+    // A good frame goes out.
+    let mut q = queue(8);
+    m.write_slice(&[0u8; 12 + 60], GuestAddress(DATA)).unwrap();
+    desc(&m, 0, DATA, 72, 0, 0);
+    offer(&m, &[0], 1);
+    assert!(tx(&mut net, &mut q).unwrap());
+    // Outside guest memory: the device fails.
+    let mut q = queue(8);
+    desc(&m, 0, MEM as u64 + 4096, 72, 0, 0);
+    offer(&m, &[0], 1);
+    assert!(tx(&mut net, &mut q).is_err());
+    // RX with nothing on the tap: nothing used, no error.
+    let mut q = queue(8);
+    desc(&m, 0, DATA, 2048, WRITE, 0);
+    offer(&m, &[0], 1);
+    let mut qs = [q, Queue::new(256).unwrap()];
+    assert!(!net.process(&m, &mut qs, 0).unwrap());
+    let _ = std::process::Command::new("ip")
+        .args(["link", "del", "nkvunit0"])
+        .status();
+}

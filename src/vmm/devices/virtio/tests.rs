@@ -393,7 +393,7 @@ fn net_queues_with_hostile_chains() {
     offer(&m, &[0], 1);
     assert!(tx(&mut net, &mut q).is_err());
     // RX with nothing on the tap: nothing used, no error.
-    let mut q = queue(8);
+    let q = queue(8);
     desc(&m, 0, DATA, 2048, WRITE, 0);
     offer(&m, &[0], 1);
     let mut qs = [q, Queue::new(256).unwrap()];

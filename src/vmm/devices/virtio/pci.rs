@@ -339,7 +339,10 @@ impl PciFunction for VirtioPci {
             o if o < COMMON_LEN => self.common_write(o, le_value(data)),
             o if o >= NOTIFY_OFFSET => {
                 let q = ((o - NOTIFY_OFFSET) / u64::from(NOTIFY_MULTIPLIER)) as usize;
-                tracing::debug!(queue = q, "virtio notify reached the VMM (not an ioeventfd)");
+                tracing::debug!(
+                    queue = q,
+                    "virtio notify reached the VMM (not an ioeventfd)"
+                );
                 if let Some(e) = self.notify.get(q) {
                     let _ = e.write(1);
                 }

@@ -414,6 +414,9 @@ static const char *const exit_names[] = { "reset", "poweroff", "halt", "triple" 
 struct opts {
 	enum exit_mode exit;
 	int garbage, touch, ticker;
+	int blk, net, blkbench; /* blkbench: 0 off, 1 seq, 2 rand */
+	int hostile;
+	uint64_t blkbench_mib;
 };
 
 static int word_eq(const char *a, uint32_t n, const char *b)
@@ -465,6 +468,27 @@ static void parse_cmdline(const char *s, struct opts *o)
 			o->touch = on;
 		} else if (word_eq(key, klen, "ticker")) {
 			o->ticker = on;
+		} else if (word_eq(key, klen, "blk")) {
+			o->blk = on;
+		} else if (word_eq(key, klen, "net")) {
+			o->net = on;
+		} else if (word_eq(key, klen, "virtio_hostile")) {
+			o->hostile = on;
+		} else if (word_eq(key, klen, "blkbench")) {
+			o->blkbench = word_eq(val, vlen, "seq") ? 1 : word_eq(val, vlen, "rand") ? 2 : 0;
+			known = o->blkbench != 0;
+		} else if (word_eq(key, klen, "blkbench_mib")) {
+			uint64_t m = 0;
+			for (uint32_t d = 0; d < vlen && d < 8; d++) {
+				if (val[d] < '0' || val[d] > '9') {
+					m = 0;
+					break;
+				}
+				m = m * 10 + (uint64_t)(val[d] - '0');
+			}
+			known = m > 0;
+			if (m)
+				o->blkbench_mib = m;
 		} else {
 			known = 0;
 		}
@@ -631,6 +655,8 @@ static __attribute__((noreturn)) void ticker(void)
 	}
 }
 
+#include "virtio.c"
+
 static __attribute__((noreturn)) void do_exit(enum exit_mode m)
 {
 	puts_serial("novakvm-test-guest: exit=");
@@ -730,7 +756,7 @@ void guest_main(uint32_t start_info_paddr)
 		if (!map_gib(a))
 			break;
 
-	struct opts o = { EXIT_RESET, 0, 0, 0 };
+	struct opts o = { EXIT_RESET, 0, 0, 0, 0, 0, 0, 0, 64 };
 	parse_cmdline(cmdline, &o);
 	if (o.garbage)
 		garbage(top);
@@ -740,6 +766,16 @@ void guest_main(uint32_t start_info_paddr)
 		else
 			puts_serial("mem_bad at=0x0 (no memmap)\n");
 	}
+	if (o.blk || o.net || o.blkbench || o.hostile)
+		pci_scan();
+	if (o.hostile)
+		virtio_hostile();
+	if (o.blk)
+		blk_test();
+	if (o.net)
+		net_test();
+	if (o.blkbench)
+		blkbench(o.blkbench == 2, o.blkbench_mib);
 	if (o.ticker)
 		ticker();
 	do_exit(o.exit);

@@ -11,6 +11,7 @@ use vmm_sys_util::eventfd::{EventFd, EFD_NONBLOCK};
 use crate::vmm::boot::{acpi, cpuid, layout, loader, mptable};
 use crate::vmm::devices::bus::PioBus;
 use crate::vmm::devices::serial::{SerialDevice, SharedConsole, COM1_IRQ};
+use crate::vmm::devices::virtio::{self, block::Block, net::Net, tap::Tap};
 use crate::vmm::kvm;
 use crate::vmm::memory::{self, GuestMem};
 use crate::vmm::spec::VmSpec;
@@ -44,6 +45,9 @@ pub enum BuildError {
     /// KVM_GET_SUPPORTED_CPUID.
     #[error("KVM_GET_SUPPORTED_CPUID: {0}")]
     Cpuid(kvm_ioctls::Error),
+    /// A virtio device (disk image, tap, eventfds, worker thread).
+    #[error(transparent)]
+    Virtio(#[from] virtio::VirtioError),
 }
 
 /// A built VM, ready to start. Field order is drop order: vCPUs, then the VM, then memory.
@@ -52,7 +56,7 @@ pub struct Vm {
     threads: Vec<JoinHandle<()>>,
     bus: Arc<PioBus>,
     _vm: VmFd,
-    _mem: GuestMem,
+    _mem: Arc<GuestMem>,
 }
 
 /// Build the VM described by `spec`: KVM VM with irqchip and PIT, guest RAM, kernel and
@@ -61,7 +65,7 @@ pub fn build(spec: &VmSpec, console: SharedConsole) -> Result<Vm, BuildError> {
     let kvm = kvm::open()?;
     let vm = kvm::create_vm(&kvm)?;
 
-    let mem = memory::create(&spec.memory, &spec.cells())?;
+    let mem = Arc::new(memory::create(&spec.memory, &spec.cells())?);
     kvm::register_memory(&vm, &mem)?;
     let topo = spec.topology();
     let apic_ids: Vec<u32> = (0..spec.cpus.count)
@@ -69,15 +73,19 @@ pub fn build(spec: &VmSpec, console: SharedConsole) -> Result<Vm, BuildError> {
         .collect();
     mptable::write(&mem, &apic_ids)?;
     let numa = (spec.numa.len() > 1).then(|| numa_info(spec, &apic_ids));
-    let rsdp = acpi::write(&mem, &apic_ids, numa.as_ref())?;
-
-    let ram = spec.memory.size_mib << 20;
-    let boot = loader::load(&mem, &spec.boot, ram, rsdp)?;
 
     let serial_irq = EventFd::new(EFD_NONBLOCK).map_err(BuildError::Irq)?;
     vm.register_irqfd(&serial_irq, COM1_IRQ)
         .map_err(|e| BuildError::Irq(std::io::Error::from_raw_os_error(e.errno())))?;
     let bus = Arc::new(PioBus::new(SerialDevice::new(console, serial_irq)));
+    if let Err(e) = attach_virtio(spec, &vm, &bus, &mem) {
+        bus.pci().clear();
+        return Err(e);
+    }
+
+    let rsdp = acpi::write(&mem, &apic_ids, numa.as_ref(), &bus.pci().routing())?;
+    let ram = spec.memory.size_mib << 20;
+    let boot = loader::load(&mem, &spec.boot, ram, rsdp)?;
 
     let supported = kvm
         .get_supported_cpuid(KVM_MAX_CPUID_ENTRIES)
@@ -93,6 +101,31 @@ pub fn build(spec: &VmSpec, console: SharedConsole) -> Result<Vm, BuildError> {
         _vm: vm,
         _mem: mem,
     })
+}
+
+/// Disks, then NICs, on PCI bus 0 (slots 1..), each with its worker thread
+/// (`virtio-blk<N>`, `virtio-net<N>`).
+fn attach_virtio(
+    spec: &VmSpec,
+    vm: &VmFd,
+    bus: &PioBus,
+    mem: &Arc<GuestMem>,
+) -> Result<(), BuildError> {
+    for (i, d) in spec.disks.iter().enumerate() {
+        let serial = d
+            .serial
+            .clone()
+            .unwrap_or_else(|| format!("novakvm-disk{i}"));
+        let blk = Block::open(&d.path, d.read_only, &serial)?;
+        virtio::attach(&format!("virtio-blk{i}"), blk, vm, bus.pci(), mem)?;
+    }
+    for (i, n) in spec.nics.iter().enumerate() {
+        let mac = virtio::net::parse_mac(&n.mac)
+            .ok_or_else(|| virtio::VirtioError::Backend(format!("nic {i}: bad MAC {:?}", n.mac)))?;
+        let net = Net::new(Tap::open(&n.tap)?, mac);
+        virtio::attach(&format!("virtio-net{i}"), net, vm, bus.pci(), mem)?;
+    }
+    Ok(())
 }
 
 /// Guest NUMA cells as ACPI proximity domains (cell index = domain).
@@ -141,5 +174,13 @@ impl Vm {
         for h in self.threads.drain(..) {
             let _ = h.join();
         }
+        // Stop the device threads (and close disks and taps) before the VM goes away.
+        self.bus.pci().clear();
+    }
+}
+
+impl Drop for Vm {
+    fn drop(&mut self) {
+        self.bus.pci().clear();
     }
 }

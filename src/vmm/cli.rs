@@ -101,6 +101,8 @@ impl VmmArgs {
                 log_path: self.serial_log.clone(),
                 log_max_bytes: DEFAULT_SERIAL_LOG_BYTES,
             },
+            disks: Vec::new(),
+            nics: Vec::new(),
             pinning: None,
             control_socket: self.control_socket.clone(),
             on_reset: OnReset::Exit,

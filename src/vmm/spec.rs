@@ -83,6 +83,39 @@ pub struct VmSpec {
     /// What a guest reset does.
     #[serde(default)]
     pub on_reset: OnReset,
+    /// virtio-blk disks (PCI slots 1.. in this order, before the NICs).
+    #[serde(default)]
+    pub disks: Vec<DiskSpec>,
+    /// virtio-net NICs (PCI slots after the disks).
+    #[serde(default)]
+    pub nics: Vec<NicSpec>,
+}
+
+/// Most virtio devices (disks + NICs): PCI bus 0 has 31 device slots after the host bridge.
+pub const MAX_VIRTIO_DEVICES: usize = 31;
+
+/// A virtio-blk disk backed by a raw image file.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DiskSpec {
+    /// Raw image file (its size, rounded down to 512 bytes, is the capacity).
+    pub path: PathBuf,
+    /// Offer VIRTIO_BLK_F_RO and refuse writes.
+    #[serde(default)]
+    pub read_only: bool,
+    /// GET_ID answer (at most 20 printable ASCII bytes); default `novakvm-disk<N>`.
+    #[serde(default)]
+    pub serial: Option<String>,
+}
+
+/// A virtio-net NIC on a tap device.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NicSpec {
+    /// Tap interface name: opened if it exists, created otherwise.
+    pub tap: String,
+    /// Unicast MAC address `aa:bb:cc:dd:ee:ff` (VIRTIO_NET_F_MAC).
+    pub mac: String,
 }
 
 /// vCPU count and topology.
@@ -346,7 +379,61 @@ impl VmSpec {
             }
             check_parent_dir("control_socket", p)?;
         }
+        self.validate_devices()?;
         self.validate_pinning()
+    }
+
+    fn validate_devices(&self) -> Result<(), SpecError> {
+        use crate::vmm::devices::virtio::{net::parse_mac, tap::valid_name};
+        if self.disks.len() + self.nics.len() > MAX_VIRTIO_DEVICES {
+            return Err(invalid(
+                "disks",
+                format!("at most {MAX_VIRTIO_DEVICES} disks and NICs together"),
+            ));
+        }
+        for d in &self.disks {
+            check_file("disks.path", &d.path)?;
+            if let Some(s) = &d.serial {
+                if s.len() > 20 || !s.bytes().all(|b| b.is_ascii_graphic()) {
+                    return Err(invalid(
+                        "disks.serial",
+                        "at most 20 printable ASCII bytes without spaces",
+                    ));
+                }
+            }
+        }
+        let mut taps = BTreeSet::new();
+        let mut macs = BTreeSet::new();
+        for n in &self.nics {
+            if !valid_name(&n.tap) {
+                return Err(invalid(
+                    "nics.tap",
+                    format!(
+                        "{:?} is not an interface name (1-15 of [A-Za-z0-9._-])",
+                        n.tap
+                    ),
+                ));
+            }
+            if !taps.insert(n.tap.clone()) {
+                return Err(invalid("nics.tap", format!("tap {} used twice", n.tap)));
+            }
+            let Some(mac) = parse_mac(&n.mac) else {
+                return Err(invalid(
+                    "nics.mac",
+                    format!("{:?} is not aa:bb:cc:dd:ee:ff", n.mac),
+                ));
+            };
+            if mac[0] & 1 != 0 || mac == [0; 6] {
+                return Err(invalid(
+                    "nics.mac",
+                    format!("{} is not a unicast address", n.mac),
+                ));
+            }
+            if !macs.insert(mac) {
+                return Err(invalid("nics.mac", format!("MAC {} used twice", n.mac)));
+            }
+        }
+        Ok(())
     }
 
     fn validate_numa(&self, page_mib: u64) -> Result<(), SpecError> {

@@ -2,10 +2,11 @@
 //! RSDP -> XSDT -> {FADT -> DSDT, MADT}. The FADT is hardware-reduced: its
 //! SLEEP_CONTROL_REG is the high byte (port 0x605) of the q35-style PM1a_CNT at 0x604,
 //! so `SLP_TYP | SLP_EN` written there powers off exactly like a 16-bit 0x2000 to 0x604.
-//! The DSDT holds only `\_S5_`.
+//! The DSDT holds `\_S5_` and the PCI root bridge `\_SB.PCI0` (see `devices::pci::aml`).
 
 use vm_memory::{Bytes, GuestAddress};
 
+use crate::vmm::devices::pci::aml;
 use crate::vmm::memory::GuestMem;
 
 /// ACPI errors.
@@ -71,12 +72,13 @@ fn gas_io8(port: u16) -> [u8; 12] {
     g
 }
 
-fn dsdt() -> Vec<u8> {
+fn dsdt(pci: &[(usize, u32)]) -> Vec<u8> {
     let mut t = Sdt::new(b"DSDT", 2);
     // Name (\_S5_, Package (4) { 5, 5, 0, 0 })
     t.0.extend_from_slice(&[
         0x08, b'_', b'S', b'5', b'_', 0x12, 0x08, 0x04, 0x0a, 0x05, 0x0a, 0x05, 0x00, 0x00,
     ]);
+    t.0.extend(aml::pci_root(pci));
     t.finish()
 }
 
@@ -171,12 +173,13 @@ fn rsdp(xsdt_addr: u64) -> Vec<u8> {
 }
 
 /// Build the tables for CPUs with the given APIC ids, laid out from [`RSDP_START`];
-/// with `numa`, an SRAT describes the guest NUMA cells.
-pub fn build(apic_ids: &[u32], numa: Option<&NumaInfo>) -> Vec<u8> {
+/// with `numa`, an SRAT describes the guest NUMA cells; `pci` is the INTA# routing
+/// `(slot, GSI)` of the PCI devices.
+pub fn build(apic_ids: &[u32], numa: Option<&NumaInfo>, pci: &[(usize, u32)]) -> Vec<u8> {
     let align = |n: usize| (n + 15) & !15;
     let xsdt_off = align(36);
     let xsdt_len = 36 + 8 * if numa.is_some() { 3 } else { 2 };
-    let dsdt = dsdt();
+    let dsdt = dsdt(pci);
     let dsdt_off = align(xsdt_off + xsdt_len);
     let fadt_off = align(dsdt_off + dsdt.len());
     let fadt = fadt(RSDP_START + dsdt_off as u64);
@@ -213,8 +216,13 @@ pub fn build(apic_ids: &[u32], numa: Option<&NumaInfo>) -> Vec<u8> {
 }
 
 /// Write the tables into guest memory; returns the RSDP address.
-pub fn write(mem: &GuestMem, apic_ids: &[u32], numa: Option<&NumaInfo>) -> Result<u64, AcpiError> {
-    let bytes = build(apic_ids, numa);
+pub fn write(
+    mem: &GuestMem,
+    apic_ids: &[u32],
+    numa: Option<&NumaInfo>,
+    pci: &[(usize, u32)],
+) -> Result<u64, AcpiError> {
+    let bytes = build(apic_ids, numa, pci);
     if RSDP_START + bytes.len() as u64 > ACPI_END {
         return Err(AcpiError::TooLarge(bytes.len()));
     }
@@ -236,12 +244,12 @@ mod tests {
             cpus: vec![(0, 0), (1, 0), (2, 1)],
             memory: vec![(0, 1 << 30, 0), (1 << 30, 1 << 30, 1)],
         };
-        check(&build(&[0, 1, 2], None), &[b"FACP", b"APIC"]);
+        check(&build(&[0, 1, 2], None, &[]), &[b"FACP", b"APIC"]);
         check(
-            &build(&[0, 1, 2], Some(&numa)),
+            &build(&[0, 1, 2], Some(&numa), &[(1, 16)]),
             &[b"FACP", b"APIC", b"SRAT"],
         );
-        let big = build(&(0..254).collect::<Vec<_>>(), Some(&numa));
+        let big = build(&(0..254).collect::<Vec<_>>(), Some(&numa), &[(1, 16); 31]);
         assert!(RSDP_START + big.len() as u64 <= ACPI_END);
     }
 
@@ -281,5 +289,65 @@ mod tests {
         }
         let want: Vec<[u8; 4]> = want.iter().map(|w| **w).collect();
         assert_eq!(sigs, want);
+    }
+}
+
+#[cfg(test)]
+mod iasl_tests {
+    /// Disassemble the DSDT with ACPICA's `iasl` (package acpica-tools) when it is
+    /// installed: the AML must decode to the PCI root bridge with its resources.
+    #[test]
+    fn dsdt_disassembles_with_iasl() {
+        if std::process::Command::new("iasl")
+            .arg("-v")
+            .output()
+            .is_err()
+        {
+            eprintln!("iasl not installed (apt-get install acpica-tools): skipped");
+            return;
+        }
+        let t = super::build(&[0, 1], None, &[(1, 16), (2, 17)]);
+        let xsdt = u64::from_le_bytes(t[24..32].try_into().unwrap()) - super::RSDP_START;
+        let fadt = u64::from_le_bytes(
+            t[xsdt as usize + 36..xsdt as usize + 44]
+                .try_into()
+                .unwrap(),
+        ) - super::RSDP_START;
+        let d = u64::from_le_bytes(
+            t[fadt as usize + 140..fadt as usize + 148]
+                .try_into()
+                .unwrap(),
+        ) - super::RSDP_START;
+        let len = u32::from_le_bytes(t[d as usize + 4..d as usize + 8].try_into().unwrap());
+        let dir = tempfile::tempdir().unwrap();
+        let aml = dir.path().join("dsdt.aml");
+        std::fs::write(&aml, &t[d as usize..d as usize + len as usize]).unwrap();
+        let out = std::process::Command::new("iasl")
+            .current_dir(dir.path())
+            .args(["-d", "dsdt.aml"])
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let dsl = std::fs::read_to_string(dir.path().join("dsdt.dsl")).unwrap();
+        if std::env::var_os("NOVAKVM_SHOW_DSL").is_some() {
+            eprintln!("{dsl}");
+        }
+        for want in [
+            "Device (PCI0)",
+            "EisaId (\"PNP0A03\")",
+            "WordBusNumber (ResourceProducer, MinFixed, MaxFixed, PosDecode,",
+            "IO (Decode16,\n                    0x0CF8,",
+            "0xC0000000,         // Range Minimum",
+            "0xDFFFFFFF,         // Range Maximum",
+            "0x0001FFFF,",
+            "0x0002FFFF,",
+            "Name (_S5, Package",
+        ] {
+            assert!(dsl.contains(want), "missing {want:?} in:\n{dsl}");
+        }
     }
 }

@@ -4,6 +4,7 @@
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Mutex;
 
+use super::pci::PciBus;
 use super::serial::{SerialDevice, COM1_BASE};
 use super::{i8042, pm, PioAction};
 
@@ -35,6 +36,7 @@ pub fn unknown_accesses() -> u64 {
 /// The devices a vCPU exit may reach.
 pub struct PioBus {
     serial: Mutex<SerialDevice>,
+    pci: PciBus,
 }
 
 impl PioBus {
@@ -42,7 +44,13 @@ impl PioBus {
     pub fn new(serial: SerialDevice) -> PioBus {
         PioBus {
             serial: Mutex::new(serial),
+            pci: PciBus::new(),
         }
+    }
+
+    /// PCI bus 0 (host bridge and virtio devices).
+    pub fn pci(&self) -> &PciBus {
+        &self.pci
     }
 
     fn with_serial<R>(&self, f: impl FnOnce(&mut SerialDevice) -> R) -> R {
@@ -73,6 +81,7 @@ impl PioBus {
                     *b = 1;
                 }
             }
+            p if (0xcf8..0xd00).contains(&p) && self.pci.pio_read(p, data) => {}
             _ => {
                 data.fill(0xff);
                 log_unknown("pio-read", u64::from(port), data.len(), None);
@@ -92,6 +101,7 @@ impl PioBus {
             }
             pm::PM1A_CNT | pm::PM1A_CNT_HIGH | pm::RESET_CNT => pm::write(port, data),
             p if (pm::PM1A_EVT..pm::PM1A_CNT).contains(&p) => PioAction::None,
+            p if (0xcf8..0xd00).contains(&p) && self.pci.pio_write(p, data) => PioAction::None,
             _ => {
                 log_unknown("pio-write", u64::from(port), data.len(), Some(data));
                 PioAction::None
@@ -99,14 +109,20 @@ impl PioBus {
         }
     }
 
-    /// MMIO read: no MMIO devices yet.
+    /// MMIO read: PCI BARs; anything else reads all ones.
     pub fn mmio_read(&self, addr: u64, data: &mut [u8]) {
+        if self.pci.mmio_read(addr, data) {
+            return;
+        }
         data.fill(0xff);
         log_unknown("mmio-read", addr, data.len(), None);
     }
 
-    /// MMIO write: no MMIO devices yet.
+    /// MMIO write: PCI BARs; anything else is ignored.
     pub fn mmio_write(&self, addr: u64, data: &[u8]) {
+        if self.pci.mmio_write(addr, data) {
+            return;
+        }
         log_unknown("mmio-write", addr, data.len(), Some(data));
     }
 }

@@ -72,6 +72,11 @@ pub fn spawn<B: Backend>(
     let thread = std::thread::Builder::new()
         .name(name)
         .spawn(move || {
+            // Confine this I/O thread before it touches guest memory.
+            if let Err(e) = crate::vmm::jail::enter(crate::vmm::jail::ThreadClass::Io) {
+                tracing::error!(error = %e, "virtio worker not confined; not started");
+                return;
+            }
             Worker {
                 backend,
                 mem,

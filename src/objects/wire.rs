@@ -434,7 +434,8 @@ impl From<&NovaObject> for Value {
 pub fn equal_ignoring_changes(a: &Value, b: &Value) -> bool {
     match (a, b) {
         (Value::Object(x), Value::Object(y)) => {
-            let keys = |m: &Map<String, Value>| -> Vec<String> {
+            // Key order does not matter (serde_json keeps insertion order here).
+            let keys = |m: &Map<String, Value>| -> std::collections::BTreeSet<String> {
                 m.keys().filter(|k| *k != KEY_CHANGES).cloned().collect()
             };
             keys(x) == keys(y)

@@ -349,6 +349,8 @@ fn main(r: &mut Rules) {
             libc::SYS_unlinkat,
         ],
     );
+    // EventFd::try_clone when device workers are rebuilt after a guest reset.
+    allow_arg(r, libc::SYS_fcntl, 1, &[libc::F_DUPFD_CLOEXEC as u64]);
     use kvm_ioctl::*;
     allow_arg(
         r,
@@ -388,9 +390,18 @@ fn main(r: &mut Rules) {
             KVM_SET_MP_STATE,
             KVM_SET_TSC_KHZ,
             KVM_GET_TSC_KHZ,
+            // A guest reset with `on_reset: restart` reopens the NICs' taps.
+            TUNSETIFF,
+            TUNSETOFFLOAD,
+            TUNSETVNETHDRSZ,
         ],
     );
 }
+
+/// The tap ioctls of `devices::virtio::tap` (linux/if_tun.h).
+const TUNSETIFF: u64 = 0x4004_54ca;
+const TUNSETOFFLOAD: u64 = 0x4004_54d0;
+const TUNSETVNETHDRSZ: u64 = 0x4004_54d8;
 
 /// The allow-list of `class` as (syscall, rules) pairs, for documentation and tests.
 fn rules(class: ThreadClass) -> Rules {

@@ -44,12 +44,32 @@ pub fn valid_name(name: &str) -> bool {
             .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_' || b == b'.')
 }
 
+/// Taps this process has opened, kept open for its whole life: a guest reset with
+/// `on_reset: restart` gets the same tap back (a duplicate of the descriptor), which needs
+/// no `CAP_NET_ADMIN` (dropped after setup) and keeps a tap the VMM created alive.
+static OPENED: std::sync::Mutex<Vec<(String, File)>> = std::sync::Mutex::new(Vec::new());
+
 impl Tap {
-    /// Open (or create) tap `name`.
+    /// Open (or create) tap `name`; the same tap again if this process opened it before.
     pub fn open(name: &str) -> Result<Tap, VirtioError> {
         if !valid_name(name) {
             return Err(VirtioError::Backend(format!("bad tap name {name:?}")));
         }
+        let mut opened = OPENED.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some((_, f)) = opened.iter().find(|(n, _)| n == name) {
+            let file = f.try_clone().map_err(|e| err(name, "dup", e))?;
+            return Ok(Tap {
+                file,
+                name: name.to_string(),
+            });
+        }
+        let tap = Self::open_new(name)?;
+        let keep = tap.file.try_clone().map_err(|e| err(name, "dup", e))?;
+        opened.push((name.to_string(), keep));
+        Ok(tap)
+    }
+
+    fn open_new(name: &str) -> Result<Tap, VirtioError> {
         let file = OpenOptions::new()
             .read(true)
             .write(true)

@@ -60,7 +60,7 @@ fn main() -> ExitCode {
         // The VMM takes its whole description from its spec or flags, not from config.
         Command::Vmm(args) => novakvm::vmm::cli::run(*args),
         Command::Compute => match config::load(&sources) {
-            Ok(cfg) => novakvm::compute::service::run(cfg),
+            Ok(cfg) => novakvm::compute::service::run(cfg, start_options(&sources)),
             Err(e) => config_failed(&e),
         },
         Command::ShowConfig => match config::load(&sources) {
@@ -80,6 +80,28 @@ fn main() -> ExitCode {
             Ok(cfg) => novakvm::host::cli::run(&cfg, command),
             Err(e) => config_failed(&e),
         },
+    }
+}
+
+/// Where the compute agent looks for `compute_id` besides `state_path`:
+/// the directories of the configuration files, as nova.
+fn start_options(sources: &ConfigSources) -> novakvm::compute::service::StartOptions {
+    let mut dirs: Vec<std::path::PathBuf> = Vec::new();
+    for f in sources.nova_conf.iter().chain(sources.toml_file.iter()) {
+        if let Some(d) = f.parent() {
+            let d = if d.as_os_str().is_empty() {
+                std::path::PathBuf::from(".")
+            } else {
+                d.to_path_buf()
+            };
+            if !dirs.contains(&d) {
+                dirs.push(d);
+            }
+        }
+    }
+    novakvm::compute::service::StartOptions {
+        config_dirs: dirs,
+        host_root: None,
     }
 }
 

@@ -516,6 +516,7 @@ impl Agent {
         self: Arc<Self>,
         method: &'static str,
         args: Map<String, Value>,
+        pre: Option<(&'static str, Value)>,
         expected: &'static str,
         after: (i64, &'static str),
         op: impl FnOnce(&dyn ComputeDriver, Uuid) -> Result<(), DriverError> + Send + 'static,
@@ -525,6 +526,10 @@ impl Agent {
         let event = format!("compute_{method}");
         self.event_start(uuid, &event).await;
         let r: Result<(), ComputeError> = async {
+            if let Some((task_state, expected_before)) = pre {
+                inst.set("task_state", task_state);
+                self.save(&mut inst, Some(expected_before)).await?;
+            }
             self.run_driver(move |d| op(d, uuid)).await?;
             inst.set("power_state", after.0);
             inst.set("vm_state", after.1);
@@ -701,6 +706,7 @@ impl RpcEndpoint for ComputeEndpoint {
                     a.power_op(
                         "stop_instance",
                         args,
+                        None,
                         "powering-off",
                         (4, "stopped"),
                         move |d, u| d.power_off(u, timeout),
@@ -711,6 +717,7 @@ impl RpcEndpoint for ComputeEndpoint {
                     a.power_op(
                         "start_instance",
                         args,
+                        None,
                         "powering-on",
                         (1, "active"),
                         |d, u| d.power_on(u),
@@ -722,14 +729,31 @@ impl RpcEndpoint for ComputeEndpoint {
                         Some("HARD") => RebootType::Hard,
                         _ => RebootType::Soft,
                     };
-                    let expected = if kind == RebootType::Hard {
-                        "reboot_started_hard"
+                    // nova: soft_reboot_states / hard_reboot_states, then
+                    // REBOOT_STARTED(_HARD) while the driver reboots.
+                    let (expected, before) = if kind == RebootType::Hard {
+                        (
+                            "reboot_started_hard",
+                            json!([
+                                "rebooting_hard",
+                                "reboot_pending_hard",
+                                "reboot_started_hard",
+                                "rebooting",
+                                "reboot_pending",
+                                "reboot_started"
+                            ]),
+                        )
                     } else {
-                        "reboot_started"
+                        (
+                            "reboot_started",
+                            json!(["rebooting", "reboot_pending", "reboot_started"]),
+                        )
                     };
+                    let pre = Some((expected, before));
                     a.power_op(
                         "reboot_instance",
                         args,
+                        pre,
                         expected,
                         (1, "active"),
                         move |d, u| d.reboot(u, kind),
@@ -737,15 +761,21 @@ impl RpcEndpoint for ComputeEndpoint {
                     .await
                 }
                 "pause_instance" => {
-                    a.power_op("pause_instance", args, "pausing", (3, "paused"), |d, u| {
-                        d.pause(u)
-                    })
+                    a.power_op(
+                        "pause_instance",
+                        args,
+                        None,
+                        "pausing",
+                        (3, "paused"),
+                        |d, u| d.pause(u),
+                    )
                     .await
                 }
                 "unpause_instance" => {
                     a.power_op(
                         "unpause_instance",
                         args,
+                        None,
                         "unpausing",
                         (1, "active"),
                         |d, u| d.unpause(u),

@@ -6,6 +6,7 @@
 //! - [`rpcapi`]: every method nova 34's ComputeAPI can send.
 //! - [`conductor`]: conductor calls (ping, object methods) and scheduler casts.
 //! - [`node_identity`]: the `compute_id` file.
+//! - [`placement_cli`]: `novakvm host placement [--check]`.
 //! - [`resources`]: ComputeNode and Placement figures from host inventory.
 //! - [`state`]: vm/task/power states and their transitions.
 
@@ -13,6 +14,7 @@ pub mod conductor;
 mod error;
 pub mod manager;
 pub mod node_identity;
+pub mod placement_cli;
 pub mod resources;
 pub mod rpcapi;
 pub mod service;

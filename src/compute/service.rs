@@ -57,6 +57,8 @@ pub struct StartOptions {
     pub config_dirs: Vec<PathBuf>,
     /// The sysfs/procfs root for host inventory (`/`).
     pub host_root: Option<PathBuf>,
+    /// `[DEFAULT] my_ip` (the node's `host_ip`); detected when None.
+    pub my_ip: Option<std::net::IpAddr>,
 }
 
 /// Run the agent until SIGTERM or SIGINT.
@@ -239,7 +241,15 @@ async fn start_and_serve(
     let disabled = service.disabled().unwrap_or(false);
 
     // Compute node record.
-    let node = ensure_compute_node(&conductor, &cfg, &inv, node_uuid, service.id()).await?;
+    let node = ensure_compute_node(
+        &conductor,
+        &cfg,
+        &inv,
+        node_uuid,
+        service.id(),
+        opts.my_ip,
+    )
+    .await?;
     let reporter = placement_reporter(&cfg);
     let agent = Arc::new(Agent::new(
         cfg.clone(),
@@ -365,8 +375,12 @@ async fn ensure_compute_node(
     inv: &HostInventory,
     node_uuid: Uuid,
     service_id: Option<i64>,
+    my_ip: Option<std::net::IpAddr>,
 ) -> Result<ComputeNode, ComputeError> {
-    let res = resources::node_resources(cfg, inv, node_uuid, service_id);
+    let mut res = resources::node_resources(cfg, inv, node_uuid, service_id);
+    if my_ip.is_some() {
+        res.host_ip = my_ip;
+    }
     let found = conductor
         .class_action(
             "ComputeNode",
@@ -392,7 +406,6 @@ async fn ensure_compute_node(
             node.object_mut().reset_changes_recursive();
             // Keep the record's usage; update_resources only touches the
             // resource fields (not usage, which save_usage recomputes).
-            let mut res = res;
             res.vcpus_used = node.vcpus_used().unwrap_or(0);
             res.memory_mb_used = node.memory_mb_used().unwrap_or(res.memory_mb_used);
             res.local_gb_used = node.local_gb_used().unwrap_or(res.local_gb_used);

@@ -54,7 +54,10 @@ pub fn drift(
     }
     for (rc, w) in want_inv {
         match have.inventories.get(rc) {
-            None => out.push(format!("{rc}: missing in placement (host has total {})", w.total)),
+            None => out.push(format!(
+                "{rc}: missing in placement (host has total {})",
+                w.total
+            )),
             Some(h) if !h.same_as(w) => {
                 let mut d = Vec::new();
                 if h.total != w.total {
@@ -253,16 +256,41 @@ mod tests {
             generation: 1,
             inventories: [("VCPU".to_string(), inv(4)), ("PCPU".to_string(), inv(2))].into(),
             usages: BTreeMap::new(),
-            traits: ["OWNER_NOVA".to_string(), "COMPUTE_STATUS_DISABLED".to_string()].into(),
+            traits: [
+                "OWNER_NOVA".to_string(),
+                "COMPUTE_STATUS_DISABLED".to_string(),
+            ]
+            .into(),
         };
-        let want_inv = [("VCPU".to_string(), inv(8)), ("MEMORY_MB".to_string(), inv(1024))].into();
+        let want_inv = [
+            ("VCPU".to_string(), inv(8)),
+            ("MEMORY_MB".to_string(), inv(1024)),
+        ]
+        .into();
         let want_traits = ["OWNER_NOVA".to_string(), "COMPUTE_NODE".to_string()].into();
         let d = drift(&have, &want_inv, &want_traits, "h");
-        assert!(d.iter().any(|s| s.contains("VCPU") && s.contains("total 4 != 8")), "{d:?}");
-        assert!(d.iter().any(|s| s.starts_with("MEMORY_MB: missing")), "{d:?}");
-        assert!(d.iter().any(|s| s.starts_with("PCPU: in placement but not")), "{d:?}");
-        assert!(d.iter().any(|s| s.contains("trait COMPUTE_NODE: missing")), "{d:?}");
-        assert!(!d.iter().any(|s| s.contains("COMPUTE_STATUS_DISABLED")), "{d:?}");
+        assert!(
+            d.iter()
+                .any(|s| s.contains("VCPU") && s.contains("total 4 != 8")),
+            "{d:?}"
+        );
+        assert!(
+            d.iter().any(|s| s.starts_with("MEMORY_MB: missing")),
+            "{d:?}"
+        );
+        assert!(
+            d.iter()
+                .any(|s| s.starts_with("PCPU: in placement but not")),
+            "{d:?}"
+        );
+        assert!(
+            d.iter().any(|s| s.contains("trait COMPUTE_NODE: missing")),
+            "{d:?}"
+        );
+        assert!(
+            !d.iter().any(|s| s.contains("COMPUTE_STATUS_DISABLED")),
+            "{d:?}"
+        );
         assert_eq!(d.len(), 4);
         let same = drift(&have, &have.inventories, &have.traits, "h");
         assert!(same.is_empty());

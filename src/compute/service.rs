@@ -241,15 +241,8 @@ async fn start_and_serve(
     let disabled = service.disabled().unwrap_or(false);
 
     // Compute node record.
-    let node = ensure_compute_node(
-        &conductor,
-        &cfg,
-        &inv,
-        node_uuid,
-        service.id(),
-        opts.my_ip,
-    )
-    .await?;
+    let node =
+        ensure_compute_node(&conductor, &cfg, &inv, node_uuid, service.id(), opts.my_ip).await?;
     let reporter = placement_reporter(&cfg);
     let agent = Arc::new(Agent::new(
         cfg.clone(),

@@ -1,0 +1,651 @@
+//! Acceptance: novakvm joins a real nova 34.0.0 control plane (the
+//! mini-cloud: Keystone, Placement, Glance, nova-api, nova-conductor,
+//! nova-scheduler on RabbitMQ and MariaDB) exactly as stock nova-compute.
+//!
+//! `devstack/minicloud up` (idempotent) runs with `NOVAKVM_BIN` = this
+//! build's binary; the mini-cloud's own compute (KVM driver, host =
+//! `[DEFAULT] host` of its nova-cpu.conf) is restarted so it is this build.
+//! A second novakvm (fake driver, another host and state_path,
+//! `report_interval = 2`) is started by the test. The whole scenario is one
+//! test because its steps build on each other (scheduling to the only
+//! host, then to the second one, restart, down).
+//!
+//! Honours the `MINICLOUD_*` variables of devstack/minicloud (home, ports,
+//! vhost, database prefix). Runs in about 5 minutes on a warm mini-cloud.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+const BIN: &str = env!("CARGO_BIN_EXE_novakvm");
+
+fn repo() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+fn home() -> PathBuf {
+    std::env::var_os("MINICLOUD_HOME")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from("/var/lib/novakvm-minicloud"))
+}
+
+fn venv_bin() -> PathBuf {
+    std::env::var_os("MINICLOUD_VENV")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| home().join("venv"))
+        .join("bin")
+}
+
+fn step(msg: &str) {
+    eprintln!("[minicloud_agent {:?}] {msg}", std::time::SystemTime::now());
+}
+
+/// `devstack/minicloud up` with this build as the compute; panics with the
+/// script's output when the mini-cloud cannot start.
+fn minicloud_up() {
+    // A compute left running by an earlier `up` may be an older build:
+    // stop it (by its pid file) so `up` starts this one.
+    stop_minicloud_compute();
+    let out = Command::new(repo().join("devstack/minicloud"))
+        .arg("up")
+        .env("NOVAKVM_BIN", BIN)
+        .env("NO_COLOR", "1")
+        .output()
+        .expect("cannot run devstack/minicloud");
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        out.status.success(),
+        "the mini-cloud cannot start (devstack/minicloud up exited {}):\n{}",
+        out.status,
+        tail(&text, 60)
+    );
+    assert!(
+        !text.contains("WARNING: the compute"),
+        "the mini-cloud started but novakvm did not join:\n{}\n--- compute.log:\n{}",
+        tail(&text, 20),
+        tail(
+            &std::fs::read_to_string(home().join("log/compute.log")).unwrap_or_default(),
+            40
+        )
+    );
+}
+
+fn tail(s: &str, n: usize) -> String {
+    let lines: Vec<&str> = s.lines().collect();
+    lines[lines.len().saturating_sub(n)..].join("\n")
+}
+
+fn stop_minicloud_compute() {
+    let Ok(text) = std::fs::read_to_string(home().join("run/compute.pid")) else {
+        return;
+    };
+    let Some(pid) = text
+        .split_whitespace()
+        .next()
+        .and_then(|p| p.parse::<i32>().ok())
+    else {
+        return;
+    };
+    // kill(1) by pid, then wait for the process to go.
+    let _ = Command::new("kill")
+        .arg("-TERM")
+        .arg(pid.to_string())
+        .status();
+    for _ in 0..100 {
+        if !Path::new(&format!("/proc/{pid}")).exists() {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// The environment of the mini-cloud's openrc.
+fn openrc() -> HashMap<String, String> {
+    let text = std::fs::read_to_string(home().join("openrc")).expect("no openrc");
+    let mut env = HashMap::new();
+    for line in text.lines() {
+        if let Some(rest) = line.strip_prefix("export ") {
+            if let Some((k, v)) = rest.split_once('=') {
+                if k != "PATH" {
+                    env.insert(k.to_string(), v.to_string());
+                }
+            }
+        }
+    }
+    env
+}
+
+struct Cloud {
+    env: HashMap<String, String>,
+}
+
+impl Cloud {
+    fn os_raw(&self, args: &[&str]) -> Result<String, String> {
+        let out = Command::new(venv_bin().join("openstack"))
+            .args(args)
+            .envs(&self.env)
+            .output()
+            .map_err(|e| format!("cannot run openstack: {e}"))?;
+        if out.status.success() {
+            Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+        } else {
+            Err(format!(
+                "openstack {args:?} failed: {}{}",
+                String::from_utf8_lossy(&out.stdout),
+                String::from_utf8_lossy(&out.stderr)
+            ))
+        }
+    }
+
+    fn os(&self, args: &[&str]) -> String {
+        self.os_raw(args).unwrap_or_else(|e| panic!("{e}"))
+    }
+
+    fn os_json(&self, args: &[&str]) -> Value {
+        let mut a = args.to_vec();
+        a.extend(["-f", "json"]);
+        let out = self.os(&a);
+        serde_json::from_str(&out)
+            .unwrap_or_else(|e| panic!("openstack {args:?}: not JSON ({e}): {out}"))
+    }
+
+    fn service_state(&self, host: &str) -> Option<(String, String)> {
+        let v = self.os_json(&["compute", "service", "list", "--service", "nova-compute"]);
+        v.as_array()?.iter().find(|s| s["Host"] == host).map(|s| {
+            (
+                s["State"].as_str().unwrap_or_default().to_string(),
+                s["Status"].as_str().unwrap_or_default().to_string(),
+            )
+        })
+    }
+
+    fn discover(&self) {
+        let out = Command::new(venv_bin().join("nova-manage"))
+            .args(["--config-file"])
+            .arg(home().join("etc/nova/nova.conf"))
+            .args(["cell_v2", "discover_hosts"])
+            .output()
+            .expect("nova-manage");
+        assert!(out.status.success(), "discover_hosts failed: {out:?}");
+    }
+
+    fn hypervisor(&self, host: &str) -> Value {
+        self.os_json(&[
+            "--os-compute-api-version",
+            "2.87",
+            "hypervisor",
+            "show",
+            host,
+        ])
+    }
+
+    fn traits(&self, rp: &str) -> Vec<String> {
+        self.os_json(&["resource", "provider", "trait", "list", rp])
+            .as_array()
+            .map(|a| {
+                a.iter()
+                    .filter_map(|t| t["name"].as_str().map(str::to_string))
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+
+    fn server_wait(&self, id: &str, want: &[&str], secs: u64) -> Value {
+        let deadline = Instant::now() + Duration::from_secs(secs);
+        loop {
+            let v = self.os_json(&["server", "show", id]);
+            let st = v["status"].as_str().unwrap_or_default().to_string();
+            if want.contains(&st.as_str()) {
+                return v;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "server {id} is {st} after {secs} s (wanted {want:?}): {v}"
+            );
+            std::thread::sleep(Duration::from_secs(1));
+        }
+    }
+}
+
+fn poll<T>(secs: u64, what: &str, mut f: impl FnMut() -> Option<T>) -> T {
+    let deadline = Instant::now() + Duration::from_secs(secs);
+    loop {
+        if let Some(v) = f() {
+            return v;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "timed out after {secs} s: {what}"
+        );
+        std::thread::sleep(Duration::from_secs(1));
+    }
+}
+
+fn conf_value(conf: &str, key: &str) -> String {
+    conf.lines()
+        .find_map(|l| l.strip_prefix(&format!("{key} = ")))
+        .unwrap_or_default()
+        .trim()
+        .to_string()
+}
+
+/// A novakvm compute started by the test; SIGTERM on drop.
+struct Agent {
+    child: Child,
+    dir: PathBuf,
+}
+
+impl Agent {
+    fn start(dir: &Path, conf: &Path) -> Self {
+        let log = std::fs::File::create(dir.join("agent.log")).expect("log file");
+        let child = Command::new(BIN)
+            .args(["compute", "--nova-conf"])
+            .arg(conf)
+            .env("NO_COLOR", "1")
+            .stdout(Stdio::from(log.try_clone().expect("log")))
+            .stderr(Stdio::from(log))
+            .spawn()
+            .expect("cannot start novakvm compute");
+        Self {
+            child,
+            dir: dir.to_path_buf(),
+        }
+    }
+
+    fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.join("agent.log")).unwrap_or_default()
+    }
+
+    /// SIGTERM; the process must exit 0 within 15 s.
+    fn stop(mut self) -> String {
+        let pid = self.child.id();
+        let _ = Command::new("kill")
+            .arg("-TERM")
+            .arg(pid.to_string())
+            .status();
+        let deadline = Instant::now() + Duration::from_secs(15);
+        loop {
+            if let Ok(Some(st)) = self.child.try_wait() {
+                assert!(
+                    st.success(),
+                    "novakvm exited {st} on SIGTERM:\n{}",
+                    tail(&self.log(), 30)
+                );
+                return self.log();
+            }
+            assert!(
+                Instant::now() < deadline,
+                "novakvm did not stop within 15 s of SIGTERM"
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+}
+
+impl Drop for Agent {
+    fn drop(&mut self) {
+        if let Ok(None) = self.child.try_wait() {
+            let _ = Command::new("kill")
+                .arg("-TERM")
+                .arg(self.child.id().to_string())
+                .status();
+            let _ = self.child.wait();
+        }
+    }
+}
+
+/// Calls the compute RPC server of `host` with the real Python
+/// oslo.messaging (the mini-cloud's venv): garbage, unsupported methods,
+/// ping. One JSON line per call: {"call", "ok"|"error", "type"}.
+fn python_rpc_probe(transport_url: &str, host: &str) -> Vec<Value> {
+    let script = r#"
+import json, sys
+from oslo_config import cfg
+import oslo_messaging as om
+url, host = sys.argv[1], sys.argv[2]
+om.set_transport_defaults("nova")
+conf = cfg.CONF; conf([], project="novakvm-probe")
+t = om.get_rpc_transport(conf, url=url)
+def run(name, target, method, **kw):
+    c = om.get_rpc_client(t, target, timeout=20)
+    try:
+        r = c.call({}, method, **kw)
+        print(json.dumps({"call": name, "ok": r}))
+    except Exception as e:
+        print(json.dumps({"call": name, "error": str(e), "type": type(e).__name__}))
+    sys.stdout.flush()
+cmp = om.Target(topic="compute", server=host, version="6.0")
+run("ping", om.Target(topic="compute", server=host, namespace="baseapi", version="1.0"), "ping", arg="hi")
+run("vnc", cmp, "get_vnc_console", instance={"junk": 1}, console_type="novnc")
+run("power", cmp, "host_power_action", action="reboot")
+run("maint", cmp, "host_maintenance_mode", host=host, mode=True)
+run("junk_console", cmp, "get_console_output", instance="not an instance", tail_length=5)
+run("junk_enable", cmp, "set_host_enabled", enabled="maybe")
+run("nosuch", cmp, "no_such_method")
+run("alt", om.Target(topic="compute-alt", server=host, version="6.5"), "check_instance_shared_storage", instance={}, data={})
+"#;
+    let out = Command::new(venv_bin().join("python"))
+        .arg("-c")
+        .arg(script)
+        .arg(transport_url)
+        .arg(host)
+        .output()
+        .expect("python");
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "python probe failed: {text}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    text.lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{e}: {l}")))
+        .collect()
+}
+
+#[test]
+fn novakvm_joins_the_minicloud() {
+    let t0 = Instant::now();
+    step("devstack/minicloud up");
+    minicloud_up();
+    let cloud = Cloud { env: openrc() };
+    let conf_path = home().join("etc/nova/nova-cpu.conf");
+    let conf = std::fs::read_to_string(&conf_path).expect("nova-cpu.conf");
+    let kvm_host = conf_value(&conf, "host");
+    let state = PathBuf::from(conf_value(&conf, "state_path"));
+    let transport_url = conf_value(&conf, "transport_url");
+    assert!(!kvm_host.is_empty(), "no host in {}", conf_path.display());
+
+    // --- the mini-cloud's novakvm (KVM driver) -------------------------
+    step("compute service list shows the novakvm host up");
+    poll(60, "novakvm service up", || {
+        (cloud.service_state(&kvm_host)? == ("up".into(), "enabled".into())).then_some(())
+    });
+    let node_uuid = std::fs::read_to_string(state.join("compute_id"))
+        .expect("compute_id written")
+        .trim()
+        .to_string();
+
+    step("discover_hosts maps the host; hypervisor show has the host's figures");
+    cloud.discover();
+    let hv = cloud.hypervisor(&kvm_host);
+    let inv_out = Command::new(BIN)
+        .args(["--nova-conf"])
+        .arg(&conf_path)
+        .args(["host", "inventory", "--json"])
+        .output()
+        .expect("host inventory");
+    let inv: Value = serde_json::from_slice(&inv_out.stdout).expect("inventory JSON");
+    let vcpus = inv["cpu_sets"]["vcpu"]
+        .as_array()
+        .map(Vec::len)
+        .unwrap_or(0) as u64;
+    let mem_mb: u64 = inv["numa_nodes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|n| n["memory_total_kib"].as_u64())
+        .sum::<u64>()
+        / 1024;
+    assert_eq!(hv["vcpus"].as_u64(), Some(vcpus), "{hv}");
+    assert_eq!(hv["memory_mb"].as_u64(), Some(mem_mb), "{hv}");
+    assert_eq!(hv["hypervisor_type"], "QEMU", "{hv}");
+    assert_eq!(hv["state"], "up", "{hv}");
+    assert_eq!(
+        hv["id"].as_str(),
+        Some(node_uuid.as_str()),
+        "node uuid = compute_id: {hv}"
+    );
+
+    step("provider traits (osc-placement)");
+    let traits = cloud.traits(&node_uuid);
+    for t in ["OWNER_NOVA", "COMPUTE_NODE", "COMPUTE_IMAGE_TYPE_RAW"] {
+        assert!(traits.iter().any(|x| x == t), "{t} missing: {traits:?}");
+    }
+    let check = Command::new(BIN)
+        .arg("--nova-conf")
+        .arg(&conf_path)
+        .args(["host", "placement", "--check"])
+        .output()
+        .expect("host placement");
+    assert!(
+        check.status.success(),
+        "host placement --check: {}",
+        String::from_utf8_lossy(&check.stdout)
+    );
+
+    step("RPC probe with Python oslo.messaging: ping, unsupported methods, garbage");
+    let probe = python_rpc_probe(&transport_url, &kvm_host);
+    let by: HashMap<String, Value> = probe
+        .iter()
+        .map(|v| {
+            (
+                v["call"].as_str().unwrap_or_default().to_string(),
+                v.clone(),
+            )
+        })
+        .collect();
+    assert_eq!(by["ping"]["ok"]["service"], "compute", "{probe:?}");
+    for name in ["vnc", "power", "maint", "alt"] {
+        assert_eq!(by[name]["type"], "NotImplementedError", "{name}: {probe:?}");
+        assert!(by[name]["error"]
+            .as_str()
+            .unwrap()
+            .contains("novakvm does not support"));
+    }
+    assert_eq!(by["junk_console"]["type"], "ValueError", "{probe:?}");
+    assert_eq!(by["junk_enable"]["type"], "ValueError", "{probe:?}");
+    assert_eq!(by["nosuch"]["type"], "NoSuchMethod", "{probe:?}");
+
+    step("image and flavor");
+    let img = std::env::temp_dir().join(format!("novakvm-mc-{}.raw", std::process::id()));
+    std::fs::write(&img, vec![0u8; 1 << 20]).unwrap();
+    let tag = format!("nk{}", std::process::id());
+    cloud.os(&[
+        "image",
+        "create",
+        "--disk-format",
+        "raw",
+        "--container-format",
+        "bare",
+        "--file",
+        img.to_str().unwrap(),
+        &tag,
+    ]);
+    let _ = std::fs::remove_file(&img);
+    cloud.os(&[
+        "flavor", "create", "--ram", "64", "--disk", "1", "--vcpus", "1", &tag,
+    ]);
+
+    step(
+        "KVM driver: the scheduler picks the novakvm host; the build ends in ERROR with the fault",
+    );
+    let s = cloud.os_json(&[
+        "server",
+        "create",
+        "--nic",
+        "none",
+        "--image",
+        &tag,
+        "--flavor",
+        &tag,
+        &format!("{tag}-kvm"),
+    ]);
+    let kvm_server = s["id"].as_str().unwrap().to_string();
+    let v = cloud.server_wait(&kvm_server, &["ERROR", "ACTIVE"], 90);
+    assert_eq!(v["status"], "ERROR", "{v}");
+    let fault = v["fault"]["message"].as_str().unwrap_or_default();
+    assert!(
+        fault.contains("builds on KVM are not supported"),
+        "fault: {v}"
+    );
+    assert_eq!(v["OS-EXT-SRV-ATTR:host"], kvm_host.as_str(), "{v}");
+    let usage = cloud.os_json(&["resource", "provider", "usage", "show", &node_uuid]);
+    assert!(
+        usage.as_array().unwrap().iter().all(|u| u["usage"] == 0),
+        "allocations of the failed build must be deleted: {usage}"
+    );
+    cloud.os(&["server", "delete", "--wait", &kvm_server]);
+
+    // --- a second novakvm: fake driver, another host ----------------------
+    step("second novakvm (fake driver) with another host name and state_path");
+    let dir = tempfile::tempdir().unwrap();
+    let fake_host = format!("{kvm_host}-nkfake");
+    let fake_state = dir.path().join("state");
+    let fake_conf = dir.path().join("nova-cpu.conf");
+    let text: String = conf
+        .lines()
+        .map(|l| {
+            if l.starts_with("host = ") {
+                format!("host = {fake_host}")
+            } else if l.starts_with("state_path = ") {
+                format!("state_path = {}", fake_state.display())
+            } else if l.starts_with("compute_driver = ") {
+                "compute_driver = fake.FakeDriverWithoutFakeNodes\nreport_interval = 2".to_string()
+            } else {
+                l.to_string()
+            }
+        })
+        .collect::<Vec<_>>()
+        .join("\n");
+    std::fs::write(&fake_conf, text).unwrap();
+    // A service record left by an interrupted run would make the new
+    // agent (fresh state_path) refuse to start, as nova does.
+    let old = service_id(&cloud, &fake_host);
+    if !old.is_empty() {
+        cloud.os(&["compute", "service", "delete", &old]);
+    }
+    let agent = Agent::start(dir.path(), &fake_conf);
+    poll(60, "fake service up", || {
+        (cloud.service_state(&fake_host)?.0 == "up").then_some(())
+    });
+    cloud.discover();
+    let fake_uuid = std::fs::read_to_string(fake_state.join("compute_id"))
+        .unwrap()
+        .trim()
+        .to_string();
+    assert_ne!(fake_uuid, node_uuid);
+
+    step(
+        "disable the KVM host: COMPUTE_STATUS_DISABLED follows; the scheduler picks the fake host",
+    );
+    cloud.os(&[
+        "compute",
+        "service",
+        "set",
+        "--disable",
+        &kvm_host,
+        "nova-compute",
+    ]);
+    poll(30, "COMPUTE_STATUS_DISABLED on the KVM provider", || {
+        cloud
+            .traits(&node_uuid)
+            .iter()
+            .any(|t| t == "COMPUTE_STATUS_DISABLED")
+            .then_some(())
+    });
+    let s = cloud.os_json(&[
+        "server",
+        "create",
+        "--nic",
+        "none",
+        "--image",
+        &tag,
+        "--flavor",
+        &tag,
+        &format!("{tag}-fake"),
+    ]);
+    let fake_server = s["id"].as_str().unwrap().to_string();
+    let v = cloud.server_wait(&fake_server, &["ACTIVE", "ERROR"], 90);
+    assert_eq!(v["status"], "ACTIVE", "{v}\n{}", tail(&agent.log(), 30));
+    assert_eq!(v["OS-EXT-SRV-ATTR:host"], fake_host.as_str());
+    assert_eq!(v["OS-EXT-STS:power_state"], "Running", "{v}");
+    cloud.os(&[
+        "compute",
+        "service",
+        "set",
+        "--enable",
+        &kvm_host,
+        "nova-compute",
+    ]);
+    poll(30, "COMPUTE_STATUS_DISABLED removed", || {
+        (!cloud
+            .traits(&node_uuid)
+            .iter()
+            .any(|t| t == "COMPUTE_STATUS_DISABLED"))
+        .then_some(())
+    });
+
+    step("console log, stop/start, delete on the fake host");
+    let log = cloud.os(&["console", "log", "show", &fake_server]);
+    assert!(log.contains("FAKE CONSOLE OUTPUT"), "{log}");
+    cloud.os(&["server", "stop", &fake_server]);
+    cloud.server_wait(&fake_server, &["SHUTOFF"], 60);
+    cloud.os(&["server", "start", &fake_server]);
+    cloud.server_wait(&fake_server, &["ACTIVE"], 60);
+    let hv = cloud.hypervisor(&fake_host);
+    assert_eq!(hv["vcpus_used"].as_u64(), Some(1), "{hv}");
+    cloud.os(&["server", "delete", "--wait", &fake_server]);
+    let hv = cloud.hypervisor(&fake_host);
+    assert_eq!(hv["vcpus_used"].as_u64(), Some(0), "{hv}");
+    let usage = cloud.os_json(&["resource", "provider", "usage", "show", &fake_uuid]);
+    assert!(
+        usage.as_array().unwrap().iter().all(|u| u["usage"] == 0),
+        "{usage}"
+    );
+
+    step("restart: same node uuid, no duplicate");
+    let log = agent.stop();
+    assert!(
+        log.contains("novakvm compute stopped"),
+        "{}",
+        tail(&log, 10)
+    );
+    let agent = Agent::start(dir.path(), &fake_conf);
+    poll(60, "restarted agent heartbeats", || {
+        agent.log().contains("novakvm compute is up").then_some(())
+    });
+    let hvs = cloud.os_json(&["hypervisor", "list"]);
+    let same: Vec<&Value> = hvs
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|h| h["Hypervisor Hostname"] == fake_host.as_str())
+        .collect();
+    assert_eq!(same.len(), 1, "one node for {fake_host}: {hvs}");
+    assert_eq!(same[0]["ID"].as_str(), Some(fake_uuid.as_str()), "{hvs}");
+
+    step("stop the agent: the service goes down after service_down_time");
+    agent.stop();
+    let stopped = Instant::now();
+    poll(150, "service down after the agent stopped", || {
+        (cloud.service_state(&fake_host)?.0 == "down").then_some(())
+    });
+    eprintln!("down after {:?}", stopped.elapsed());
+
+    step("cleanup");
+    let _ = cloud.os_raw(&[
+        "compute",
+        "service",
+        "delete",
+        &service_id(&cloud, &fake_host),
+    ]);
+    let _ = cloud.os_raw(&["flavor", "delete", &tag]);
+    let _ = cloud.os_raw(&["image", "delete", &tag]);
+    eprintln!("minicloud_agent: done in {:?}", t0.elapsed());
+}
+
+fn service_id(cloud: &Cloud, host: &str) -> String {
+    let v = cloud.os_json(&["compute", "service", "list", "--service", "nova-compute"]);
+    v.as_array()
+        .and_then(|a| a.iter().find(|s| s["Host"] == host))
+        .and_then(|s| s["ID"].as_str())
+        .unwrap_or_default()
+        .to_string()
+}

@@ -131,5 +131,6 @@ fn main() {
         client.close().await;
         drop(py);
         ours.stop().await;
+        delete_queues(URL, &[py_topic.clone(), format!("{py_topic}.bench")]).await;
     });
 }

@@ -199,6 +199,15 @@ async fn our_client_calls_and_casts_python_servers() {
         Err(ClientError::Target(_))
     ));
     client.close().await;
+    delete_queues(
+        URL,
+        &[
+            topic.clone(),
+            format!("{topic}.{a}"),
+            format!("{topic}.{b}"),
+        ],
+    )
+    .await;
 }
 
 /// Calls shaped as nova-compute sends them to nova-conductor.
@@ -232,4 +241,109 @@ async fn conductor_style_call_reaches_python() {
     }
     drop(srv);
     client.close().await;
+    delete_queues(URL, &[topic.clone(), format!("{topic}.c1")]).await;
+}
+
+/// What our client publishes carries kombu's AMQP properties, as in the
+/// nova-wire captures: priority 0, persistent, empty headers, JSON in
+/// UTF-8, and on calls `expiration` = timeout in ms.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn published_properties_match_kombu() {
+    use lapin::options::{BasicGetOptions, QueueBindOptions, QueueDeclareOptions};
+    use lapin::types::{AMQPValue, FieldTable};
+    init_tracing();
+    let topic = unique("tprops");
+    let t = transport(URL, RabbitOptions::default());
+    let conn = t.connect_once().await.unwrap();
+    let ch = conn.create_channel().await.unwrap();
+    ch.exchange_declare(
+        "nova".into(),
+        lapin::ExchangeKind::Topic,
+        lapin::options::ExchangeDeclareOptions::default(),
+        FieldTable::default(),
+    )
+    .await
+    .unwrap();
+    let mut args = FieldTable::default();
+    args.insert("x-expires".into(), AMQPValue::LongLongInt(60_000));
+    ch.queue_declare(topic.as_str().into(), QueueDeclareOptions::default(), args)
+        .await
+        .unwrap();
+    ch.queue_bind(
+        topic.as_str().into(),
+        "nova".into(),
+        topic.as_str().into(),
+        QueueBindOptions::default(),
+        FieldTable::default(),
+    )
+    .await
+    .unwrap();
+    let client = RpcClient::new(t.clone(), "nova");
+    let ctx = RequestContext::admin();
+    client
+        .cast(&Target::new(&topic, "1.0"), &ctx, "c", Map::new())
+        .await
+        .unwrap();
+    let opts = CallOptions {
+        timeout: Duration::from_secs(10),
+        call_monitor_timeout: None,
+    };
+    // Nobody answers: the call times out, but it was published.
+    let _ = tokio::time::timeout(
+        Duration::from_secs(15),
+        client.call(
+            &Target::new(&topic, "1.0").namespace("baseapi"),
+            &ctx,
+            "ping",
+            args_of(json!({"arg": "x"})),
+            opts,
+        ),
+    )
+    .await;
+    let wire: Value = serde_json::from_slice(
+        &std::fs::read(
+            std::path::PathBuf::from(
+                std::env::var("NOVAKVM_NOVA_WIRE")
+                    .unwrap_or_else(|_| "/work/shared/nova-wire".into()),
+            )
+            .join("0004-conductor-ping.json"),
+        )
+        .unwrap(),
+    )
+    .unwrap();
+    for (i, want_exp) in [(0, None), (1, Some("10000"))] {
+        let m = ch
+            .basic_get(topic.as_str().into(), BasicGetOptions { no_ack: true })
+            .await
+            .unwrap()
+            .unwrap_or_else(|| panic!("message {i} published"));
+        let p = &m.delivery.properties;
+        assert_eq!(p.priority(), &Some(0));
+        assert_eq!(p.delivery_mode(), &Some(2));
+        assert_eq!(p.headers().as_ref().map(|h| h.inner().len()), Some(0));
+        assert_eq!(
+            p.content_type().as_ref().map(|s| s.as_str()),
+            Some("application/json")
+        );
+        assert_eq!(
+            p.content_encoding().as_ref().map(|s| s.as_str()),
+            Some("utf-8")
+        );
+        assert_eq!(p.expiration().as_ref().map(|s| s.as_str()), want_exp);
+        let msg = novakvm::rpc::envelope::open(&m.delivery.data).unwrap();
+        if i == 1 {
+            assert_eq!(wire["properties"]["expiration"], "10000");
+            // Same keys in the same order as nova-compute's ping to the conductor.
+            let theirs: Vec<&String> = wire["message"].as_object().unwrap().keys().collect();
+            let ours: Vec<&String> = msg.keys().collect();
+            assert_eq!(ours, theirs);
+        }
+    }
+    client.close().await;
+    let _ = conn.close(200, "bye".into()).await;
+    delete_queues(URL, &[topic]).await;
+}
+
+fn args_of(v: Value) -> Map<String, Value> {
+    v.as_object().cloned().unwrap()
 }

@@ -43,6 +43,11 @@ fn test_endpoint(records: Records) -> Endpoint {
             }
             Ok(Value::Null)
         })
+        .method("sleep", |_ctx, args| async move {
+            let ms = args.get("ms").and_then(Value::as_u64).unwrap_or(0);
+            tokio::time::sleep(Duration::from_millis(ms)).await;
+            Ok(json!(ms))
+        })
         .method("big", |_ctx, args| async move {
             let n = args.get("n").and_then(Value::as_u64).unwrap_or(0) as usize;
             Ok(Value::String("x".repeat(n)))
@@ -116,6 +121,8 @@ async fn python_client_calls_and_casts_our_server() {
         json!({"op": "raw", "routing_key": topic, "reply": true,
                "body": inner(json!({"method": "echo", "version": "one", "_msg_id": "m3", "_reply_q": "@REPLY_Q@", "_context_roles": "admin"}))}),
         json!({"op": "call", "topic": topic, "namespace": "baseapi", "method": "ping", "args": {"arg": "still alive"}, "version": "1.1"}),
+        // oslo's call monitor: 3.5 s handler, 2 s monitor: our heartbeats keep it alive.
+        json!({"op": "call", "topic": topic, "method": "sleep", "args": {"ms": 3500}, "version": "1.0", "timeout": 30, "call_monitor_timeout": 2}),
     ]);
     let res = py_client_async(URL, Value::Array(ops)).await;
 
@@ -159,8 +166,8 @@ async fn python_client_calls_and_casts_our_server() {
     );
     assert_eq!(res[9], json!({"ok": {"direct": true}}));
     assert_eq!(res[10], json!({"ok": {"alt": true}}));
-    for i in 11..17 {
-        assert_eq!(res[i], json!({"ok": null}), "op {i}");
+    for (i, r) in res.iter().enumerate().take(17).skip(11) {
+        assert_eq!(*r, json!({"ok": null}), "op {i}");
     }
     for (i, id) in [(17, "m1"), (18, "m2"), (19, "m3")] {
         let f = failure_of(&res[i]);
@@ -291,6 +298,73 @@ async fn topology_matches_nova_compute() {
         "{q:?}"
     );
     srv.stop().await;
+
+    // oslo's fallback: the exchange exists as non-durable, durable asked:
+    // the server still starts, with non-durable queues; the client publishes.
+    let topic = unique("tfallback");
+    let exchange = unique("novakvm-nondurable");
+    let conn = transport(URL, RabbitOptions::default())
+        .connect_once()
+        .await
+        .unwrap();
+    let ch = conn.create_channel().await.unwrap();
+    ch.exchange_declare(
+        exchange.as_str().into(),
+        lapin::ExchangeKind::Topic,
+        lapin::options::ExchangeDeclareOptions::default(),
+        lapin::types::FieldTable::default(),
+    )
+    .await
+    .unwrap();
+    let durable = RabbitOptions {
+        amqp_durable_queues: true,
+        ..Default::default()
+    };
+    let cfg = ServerConfig {
+        exchange: exchange.clone(),
+        topics: vec![topic.clone()],
+        server: "h".into(),
+        max_concurrency: 1,
+    };
+    let ep = Endpoint::new(None, "1.0")
+        .unwrap()
+        .method("echo", |_c, a| async move { Ok(Value::Object(a)) });
+    let srv = OurServer::start(
+        URL,
+        durable.clone(),
+        cfg,
+        Dispatcher::new().with(Arc::new(ep)),
+    )
+    .await;
+    let q = list_queues(&topic);
+    assert!(q.contains(&format!("{topic}\tfalse\tfalse\t[]")), "{q:?}");
+    let client = RpcClient::new(transport(URL, durable), &exchange);
+    let r = client
+        .call(
+            &Target::new(&topic, "1.0"),
+            &RequestContext::admin(),
+            "echo",
+            Map::new(),
+            CallOptions::default(),
+        )
+        .await
+        .unwrap();
+    assert_eq!(r, json!({}));
+    client.close().await;
+    srv.stop().await;
+    let _ = ch
+        .exchange_delete(
+            exchange.as_str().into(),
+            lapin::options::ExchangeDeleteOptions::default(),
+        )
+        .await;
+    let _ = ch
+        .queue_delete(
+            topic.as_str().into(),
+            lapin::options::QueueDeleteOptions::default(),
+        )
+        .await;
+    let _ = conn.close(200, "bye".into()).await;
 
     // Stream fanout is refused with a clear error.
     let err = novakvm::rpc::Transport::new(

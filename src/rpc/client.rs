@@ -26,7 +26,7 @@ use super::transport::{message_properties, queue_arguments, Backoff, Transport};
 pub enum ClientError {
     /// The remote side raised: class, module, message, args, kwargs.
     #[error(transparent)]
-    Remote(#[from] RemoteFailure),
+    Remote(Box<RemoteFailure>),
     #[error("timed out waiting for a reply to message ID {msg_id} on {reply_q}")]
     Timeout { msg_id: String, reply_q: String },
     #[error("invalid target: {0}")]
@@ -39,6 +39,12 @@ pub enum ClientError {
     Envelope(#[from] EnvelopeError),
     #[error("the client is closed")]
     Closed,
+}
+
+impl From<RemoteFailure> for ClientError {
+    fn from(f: RemoteFailure) -> Self {
+        ClientError::Remote(Box::new(f))
+    }
 }
 
 /// Where a message goes, oslo's `Target`.
@@ -324,7 +330,7 @@ impl RpcClient {
             if let Some(f) = reply.failure {
                 let failure = RemoteFailure::from_wire(&f)
                     .map_err(|e| ClientError::BadReply(e.to_string()))?;
-                return Err(ClientError::Remote(failure));
+                return Err(failure.into());
             }
             if !reply.result.is_null() {
                 final_result = reply.result;

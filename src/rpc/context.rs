@@ -235,7 +235,7 @@ mod tests {
         assert_eq!(ctx.extra.get("zzz"), Some(&json!(1)));
         assert_eq!(msg.len(), 1);
         let d = ctx.to_dict();
-        assert_eq!(d.keys().last().map(String::as_str), Some("zzz"));
+        assert_eq!(d.keys().next_back().map(String::as_str), Some("zzz"));
     }
 
     #[test]

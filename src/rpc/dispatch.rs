@@ -197,7 +197,7 @@ impl Dispatcher {
 
     /// Find the handler of `req` as oslo's `RPCDispatcher.dispatch` does.
     /// Methods starting with `_` are never exposed (oslo's default policy).
-    pub fn resolve(&self, req: Request) -> Result<HandlerFuture, RemoteFailure> {
+    pub fn resolve(&self, req: Request) -> Result<HandlerFuture, Box<RemoteFailure>> {
         let requested = Version::parse(&req.version).ok_or_else(|| {
             RemoteFailure::value_error(format!("invalid version {:?}", req.version))
         })?;
@@ -212,12 +212,12 @@ impl Dispatcher {
             found_compatible = true;
         }
         if found_compatible {
-            Err(RemoteFailure::no_such_method(&req.method))
+            Err(Box::new(RemoteFailure::no_such_method(&req.method)))
         } else {
-            Err(RemoteFailure::unsupported_version(
+            Err(Box::new(RemoteFailure::unsupported_version(
                 &req.version,
                 Some(&req.method),
-            ))
+            )))
         }
     }
 }

@@ -432,4 +432,33 @@ mod tests {
             assert!(Request::from_message(m).is_err());
         }
     }
+
+    proptest::proptest! {
+        #[test]
+        fn arbitrary_bytes_never_panic(body in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..2048)) {
+            if let Ok(m) = open(&body) {
+                let _ = Request::from_message(m);
+            }
+        }
+
+        #[test]
+        fn arbitrary_strings_survive_a_round_trip(method in "\\PC{1,40}", arg in "\\PC{0,200}") {
+            let mut args = Map::new();
+            args.insert("arg".into(), Value::String(arg.clone()));
+            let req = Request {
+                method: method.clone(),
+                args,
+                namespace: None,
+                version: "1.0".into(),
+                unique_id: Some(new_id()),
+                reply_to: None,
+                client_timeout: None,
+                context: RequestContext::default(),
+            };
+            let body = seal(&req.to_message()).unwrap();
+            proptest::prop_assert!(body.is_ascii());
+            let back = Request::from_message(open(&body).unwrap()).unwrap();
+            proptest::prop_assert_eq!(back, req);
+        }
+    }
 }

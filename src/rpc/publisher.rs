@@ -80,6 +80,9 @@ pub struct Publisher {
     transport: Arc<Transport>,
     live: Mutex<Option<Live>>,
     generation: std::sync::atomic::AtomicU64,
+    /// Exchanges found to exist as non-durable (oslo: "Force creating a non
+    /// durable exchange").
+    nondurable: std::sync::Mutex<HashSet<String>>,
     stop: CancellationToken,
 }
 
@@ -96,6 +99,7 @@ impl Publisher {
             transport,
             live: Mutex::new(None),
             generation: std::sync::atomic::AtomicU64::new(0),
+            nondurable: std::sync::Mutex::new(HashSet::new()),
             stop,
         }
     }
@@ -144,8 +148,13 @@ impl Publisher {
                 Destination::Fanout { durable, .. } => (ExchangeKind::Fanout, *durable, true),
                 Destination::Default => (ExchangeKind::Direct, false, false),
             };
+            let forced = self
+                .nondurable
+                .lock()
+                .map(|s| s.contains(&name))
+                .unwrap_or(false);
             let opts = ExchangeDeclareOptions {
-                durable,
+                durable: durable && !forced,
                 auto_delete,
                 ..Default::default()
             };
@@ -155,6 +164,12 @@ impl Publisher {
                 .await
             {
                 let msg = e.to_string();
+                if durable && msg.contains("inequivalent arg 'durable'") {
+                    tracing::warn!(exchange = %name, "force creating a non durable exchange");
+                    if let Ok(mut s) = self.nondurable.lock() {
+                        s.insert(name.clone());
+                    }
+                }
                 *guard = None;
                 return Err(msg);
             }
@@ -252,5 +267,5 @@ impl Publisher {
 
 fn backoff_first(err: &str) -> bool {
     // A channel-level error on a healthy connection: retry quickly.
-    err.contains("NOT_FOUND")
+    err.contains("NOT_FOUND") || err.contains("PRECONDITION_FAILED")
 }

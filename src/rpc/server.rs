@@ -185,9 +185,8 @@ impl RpcServer {
         self.ready.subscribe()
     }
 
-    async fn declare(&self, channel: &Channel) -> Result<Vec<String>, ServerError> {
+    async fn declare(&self, channel: &Channel, durable: bool) -> Result<Vec<String>, ServerError> {
         let o = self.transport.options();
-        let durable = o.amqp_durable_queues || o.rabbit_quorum_queue;
         let transient_durable = o.rabbit_transient_quorum_queue;
         channel
             .exchange_declare(
@@ -281,18 +280,33 @@ impl RpcServer {
         tx: mpsc::Sender<Result<(Delivery, u64), String>>,
         generation: u64,
     ) -> Result<Channel, ServerError> {
-        let channel = conn
-            .create_channel()
-            .await
-            .map_err(amqp("opening a channel"))?;
         let o = self.transport.options();
-        if o.rabbit_qos_prefetch_count > 0 {
-            channel
-                .basic_qos(o.rabbit_qos_prefetch_count, BasicQosOptions::default())
+        let open = || async {
+            let channel = conn
+                .create_channel()
                 .await
-                .map_err(amqp("setting the prefetch count"))?;
-        }
-        let queues = self.declare(&channel).await?;
+                .map_err(amqp("opening a channel"))?;
+            if o.rabbit_qos_prefetch_count > 0 {
+                channel
+                    .basic_qos(o.rabbit_qos_prefetch_count, BasicQosOptions::default())
+                    .await
+                    .map_err(amqp("setting the prefetch count"))?;
+            }
+            Ok::<_, ServerError>(channel)
+        };
+        let mut channel = open().await?;
+        let durable = o.amqp_durable_queues || o.rabbit_quorum_queue;
+        let queues = match self.declare(&channel, durable).await {
+            // oslo's _declare_fallback_nondurable: the control exchange or a
+            // queue already exists as non-durable (declared by another
+            // service with other settings): use it as it is.
+            Err(e) if durable && e.to_string().contains("inequivalent arg 'durable'") => {
+                tracing::warn!(error = %e, "queue or exchange exists with other durability, declaring as non durable");
+                channel = open().await?;
+                self.declare(&channel, false).await?
+            }
+            other => other?,
+        };
         let mut consumer_args = FieldTable::default();
         if o.enable_cancel_on_failover {
             consumer_args.insert("x-cancel-on-ha-failover".into(), AMQPValue::Boolean(true));
@@ -481,7 +495,7 @@ async fn handle(shared: Arc<Shared>, req: Request) {
     let client_timeout = req.client_timeout;
     let method = req.method.clone();
     let outcome: Result<Value, RemoteFailure> = match shared.dispatcher.resolve(req) {
-        Err(f) => Err(f),
+        Err(f) => Err(*f),
         Ok(fut) => {
             let mut task = tokio::spawn(fut);
             let beat = client_timeout.map(|t| t / 2.0).filter(|h| *h >= 1.0);

@@ -10,7 +10,7 @@
   oslo_peer.py client --url URL   (ops as a JSON list on stdin)
       Runs each op and prints one JSON line per op:
       {"op":"call","topic":..,"server":..,"method":..,"args":{},"version":"1.0",
-       "namespace":null,"timeout":10}                 -> {"ok": result} | {"error": {...}}
+       "namespace":null,"timeout":10,"call_monitor_timeout":null}                 -> {"ok": result} | {"error": {...}}
       {"op":"cast", same fields, "fanout": false}     -> {"ok": null}
       {"op":"raw","routing_key":..,"body":"<text>","reply":true,"timeout":5}
           publishes raw bytes with pika to exchange nova; with reply, first
@@ -118,7 +118,8 @@ def run_client(args):
                     version=op.get("version", "1.0"), namespace=op.get("namespace"),
                     fanout=op.get("fanout", False))
                 client = oslo_messaging.get_rpc_client(
-                    transport, target, timeout=op.get("timeout", 10))
+                    transport, target, timeout=op.get("timeout", 10),
+                    call_monitor_timeout=op.get("call_monitor_timeout"))
                 if op["op"] == "call":
                     res = {"ok": client.call(ctxt, op["method"], **op.get("args", {}))}
                 else:

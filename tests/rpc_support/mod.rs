@@ -60,6 +60,8 @@ pub struct OurServer {
     pub server: Arc<RpcServer>,
     pub stop: CancellationToken,
     pub task: JoinHandle<()>,
+    url: String,
+    cfg: ServerConfig,
 }
 
 impl OurServer {
@@ -69,8 +71,9 @@ impl OurServer {
         cfg: ServerConfig,
         dispatcher: Dispatcher,
     ) -> Self {
-        let server =
-            Arc::new(RpcServer::new(transport(url, opts), cfg, dispatcher).expect("server"));
+        let server = Arc::new(
+            RpcServer::new(transport(url, opts), cfg.clone(), dispatcher).expect("server"),
+        );
         let mut ready = server.ready();
         let stop = CancellationToken::new();
         let task = tokio::spawn({
@@ -83,12 +86,47 @@ impl OurServer {
             .await
             .expect("server ready in time")
             .expect("ready channel");
-        Self { server, stop, task }
+        Self {
+            server,
+            stop,
+            task,
+            url: url.to_string(),
+            cfg,
+        }
     }
 
+    /// Stop, then delete the test's topic queues (they have no expiry, as
+    /// nova's) and its exchange unless it is `nova`.
     pub async fn stop(self) {
         self.stop.cancel();
         let _ = tokio::time::timeout(Duration::from_secs(15), self.task).await;
+        let Ok(conn) = transport(&self.url, RabbitOptions::default())
+            .connect_once()
+            .await
+        else {
+            return;
+        };
+        if let Ok(ch) = conn.create_channel().await {
+            for t in &self.cfg.topics {
+                for q in [t.clone(), format!("{t}.{}", self.cfg.server)] {
+                    let _ = ch
+                        .queue_delete(
+                            q.as_str().into(),
+                            lapin::options::QueueDeleteOptions::default(),
+                        )
+                        .await;
+                }
+            }
+            if self.cfg.exchange != "nova" {
+                let _ = ch
+                    .exchange_delete(
+                        self.cfg.exchange.as_str().into(),
+                        lapin::options::ExchangeDeleteOptions::default(),
+                    )
+                    .await;
+            }
+        }
+        let _ = conn.close(200, "bye".into()).await;
     }
 }
 
@@ -238,4 +276,25 @@ pub fn list_bindings(needle: &str) -> Vec<String> {
         .filter(|l| l.contains(needle))
         .map(str::to_string)
         .collect()
+}
+
+/// Delete queues (topic queues of Python servers have no expiry).
+pub async fn delete_queues(url: &str, names: &[String]) {
+    let Ok(conn) = transport(url, RabbitOptions::default())
+        .connect_once()
+        .await
+    else {
+        return;
+    };
+    if let Ok(ch) = conn.create_channel().await {
+        for q in names {
+            let _ = ch
+                .queue_delete(
+                    q.as_str().into(),
+                    lapin::options::QueueDeleteOptions::default(),
+                )
+                .await;
+        }
+    }
+    let _ = conn.close(200, "bye".into()).await;
 }

@@ -43,10 +43,10 @@ function configure_novakvm {
 function start_novakvm {
     run_process novakvm "$NOVAKVM_BIN compute --nova-conf $NOVAKVM_CONF"
     # Map the new compute host to its cell, as DevStack does for n-cpu.
-    local host i
+    local host _i
     host=$(iniget "$NOVAKVM_CONF" DEFAULT host)
     host=${host:-$(hostname)}
-    for i in $(seq 60); do
+    for _i in $(seq 60); do
         if openstack --os-cloud devstack-admin compute service list \
             --service nova-compute --host "$host" -f value -c State 2>/dev/null | grep -q up; then
             break

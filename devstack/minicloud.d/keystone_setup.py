@@ -8,8 +8,9 @@ and the identity endpoints). Adds, like DevStack does:
 - the `service` project and the `service` role;
 - one user per service (nova, placement, glance, neutron) with the `admin`
   and `service` roles on the `service` project;
-- the services compute, placement, image and network with public, internal
-  and admin endpoints in the region.
+- the services compute, placement, image and network, each with a public
+  endpoint in the region (as DevStack registers them; clients whose
+  valid_interfaces are "internal,public" fall back to public).
 
 One process instead of ~30 `openstack` CLI calls keeps a cold `up` fast.
 Everything is looked up by name first, so a second run changes nothing.
@@ -35,14 +36,6 @@ def find(manager, name, **kw):
     return None
 
 
-def ensure(manager, name, create_kw, **list_kw):
-    item = find(manager, name, **list_kw)
-    if item is None:
-        item = manager.create(name=name, **create_kw)
-        print("created %s %s" % (manager.resource_class.__name__, name))
-    return item
-
-
 def main():
     env = os.environ
     auth = v3.Password(
@@ -58,17 +51,25 @@ def main():
     service_password = env["MINICLOUD_SERVICE_PASSWORD"]
     endpoints = json.loads(env["MINICLOUD_ENDPOINTS"])
 
-    domain = ks.domains.get("default")
-    project = ensure(ks.projects, "service", {"domain": domain,
-                                              "description": "minicloud services"},
-                     domain=domain)
-    admin_role = find(ks.roles, "admin")
+    # Each request costs a token validation: list once, create what is missing.
+    domain = "default"
+    project = find(ks.projects, "service", domain=domain)
+    if project is None:
+        project = ks.projects.create(name="service", domain=domain,
+                                     description="minicloud services")
+        print("created project service")
+    roles = {r.name: r for r in ks.roles.list()}
+    admin_role = roles.get("admin")
     if admin_role is None:
         sys.exit("keystone has no admin role: did keystone-manage bootstrap run?")
-    service_role = ensure(ks.roles, "service", {})
+    service_role = roles.get("service")
+    if service_role is None:
+        service_role = ks.roles.create(name="service")
+        print("created role service")
 
+    users = {u.name: u for u in ks.users.list(domain=domain)}
     for user_name in ("nova", "placement", "glance", "neutron"):
-        user = find(ks.users, user_name, domain=domain)
+        user = users.get(user_name)
         if user is None:
             user = ks.users.create(name=user_name, domain=domain,
                                    password=service_password,
@@ -80,24 +81,25 @@ def main():
         for role in (admin_role, service_role):
             ks.roles.grant(role, user=user, project=project)
 
+    services = {s.type: s for s in ks.services.list()}
+    all_endpoints = ks.endpoints.list()
     for stype, (sname, url) in endpoints.items():
-        svc = None
-        for s in ks.services.list(type=stype):
-            svc = s
-            break
+        svc = services.get(stype)
         if svc is None:
             svc = ks.services.create(name=sname, type=stype,
                                      description="minicloud %s" % sname)
             print("created service %s (%s)" % (sname, stype))
-        have = {e.interface: e for e in ks.endpoints.list(service=svc)
-                if e.region_id == region or getattr(e, "region", None) == region}
-        for interface in ("public", "internal", "admin"):
-            ep = have.get(interface)
-            if ep is None:
-                ks.endpoints.create(service=svc, url=url, interface=interface,
-                                    region=region)
-            elif ep.url != url:
-                ks.endpoints.update(ep, url=url)
+        ep = None
+        for e in all_endpoints:
+            if (e.service_id == svc.id and e.interface == "public"
+                    and getattr(e, "region_id", getattr(e, "region", None)) == region):
+                ep = e
+                break
+        if ep is None:
+            ks.endpoints.create(service=svc, url=url, interface="public",
+                                region=region)
+        elif ep.url != url:
+            ks.endpoints.update(ep, url=url)
     print("keystone: service project, users and catalog in place")
 
 

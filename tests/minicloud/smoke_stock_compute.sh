@@ -18,10 +18,9 @@ MINICLOUD_HOME="${MINICLOUD_HOME:-/var/lib/novakvm-minicloud}"
 export MINICLOUD_HOME
 TIMEOUT="${SMOKE_TIMEOUT:-120}"
 NAME="smoke-$$"
-FAILED=0
 
 say() { printf '[smoke %(%H:%M:%S)T] %s\n' -1 "$*"; }
-fail() { printf '[smoke] FAIL: %s\n' "$*" >&2; FAILED=1; exit 1; }
+fail() { printf '[smoke] FAIL: %s\n' "$*" >&2; exit 1; }
 
 finish() {
     local rc=$?

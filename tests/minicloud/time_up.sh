@@ -28,8 +28,9 @@ step() {
     "$@" >"$OUT/$name.log" 2>&1 || rc=$?
     end=$(date +%s.%N)
     awk -v n="$name" -v rc="$rc" -v s="$start" -v e="$end" 'BEGIN { printf "%-10s rc=%d %6.1f s\n", n, rc, e - s }'
-    return "$rc"
+    ((rc == 0)) || FAILED=1
 }
+FAILED=0
 echo "load average before: $(cut -d' ' -f1-3 /proc/loadavg)"
 step cold-up "$MC" up --stock-compute
 step up-again "$MC" up --stock-compute
@@ -38,3 +39,4 @@ step warm-up "$MC" up --stock-compute
 step down2 "$MC" down
 echo "load average after: $(cut -d' ' -f1-3 /proc/loadavg)"
 echo "logs: $OUT"
+exit "$FAILED"

@@ -116,8 +116,8 @@ impl Conductor {
             )
             .await
             .map_err(|source| ComputeError::Rpc {
+                source: Box::new(source),
                 what: format!("{objname}.{objmethod}"),
-                source,
             })
     }
 
@@ -147,8 +147,8 @@ impl Conductor {
             )
             .await
             .map_err(|source| ComputeError::Rpc {
+                source: Box::new(source),
                 what: format!("{}.{objmethod}", obj.name()),
-                source,
             })?;
         let reply = ActionReply::parse(&r).map_err(|e| ComputeError::BadData(e.to_string()))?;
         apply_updates(obj, &reply);
@@ -170,8 +170,8 @@ impl Conductor {
             )
             .await
             .map_err(|source| ComputeError::Rpc {
+                source: Box::new(source),
                 what: format!("scheduler {method}"),
-                source,
             })
     }
 }

@@ -10,7 +10,7 @@ pub enum ComputeError {
     Rpc {
         what: String,
         #[source]
-        source: ClientError,
+        source: Box<ClientError>,
     },
     /// A reply or request carried something we cannot read.
     #[error("{0}")]
@@ -42,10 +42,10 @@ impl ComputeError {
     /// The remote exception class when the conductor raised one.
     pub fn remote_class(&self) -> Option<&str> {
         match self {
-            ComputeError::Rpc {
-                source: ClientError::Remote(f),
-                ..
-            } => Some(f.class.as_str()),
+            ComputeError::Rpc { source, .. } => match source.as_ref() {
+                ClientError::Remote(f) => Some(f.class.as_str()),
+                _ => None,
+            },
             _ => None,
         }
     }
@@ -53,12 +53,16 @@ impl ComputeError {
     /// This error as an oslo failure for an RPC caller.
     pub fn to_failure(&self) -> RemoteFailure {
         match self {
-            ComputeError::Rpc {
-                source: ClientError::Remote(f),
-                ..
-            } => f.clone(),
+            ComputeError::Rpc { source, .. }
+                if matches!(source.as_ref(), ClientError::Remote(_)) =>
+            {
+                match source.as_ref() {
+                    ClientError::Remote(f) => (**f).clone(),
+                    _ => RemoteFailure::runtime_error(self.to_string()),
+                }
+            }
             ComputeError::BadData(m) => RemoteFailure::value_error(m.clone()),
-            other => RemoteFailure::new("nova.exception", "NovaException", &other.to_string())
+            other => RemoteFailure::new("nova.exception", "NovaException", other.to_string())
                 .with_kwarg("code", 500.into()),
         }
     }

@@ -179,13 +179,14 @@ async fn run_async(
     check: bool,
     as_json: bool,
 ) -> Result<ExitCode, ComputeError> {
-    let node = node_identity::read(&[cfg.default.state_path.clone()])?.ok_or_else(|| {
-        ComputeError::InvalidNodeConfiguration(format!(
-            "no {} in {}: novakvm compute has not registered this node yet",
-            node_identity::COMPUTE_ID_FILE,
-            cfg.default.state_path.display()
-        ))
-    })?;
+    let node =
+        node_identity::read(std::slice::from_ref(&cfg.default.state_path))?.ok_or_else(|| {
+            ComputeError::InvalidNodeConfiguration(format!(
+                "no {} in {}: novakvm compute has not registered this node yet",
+                node_identity::COMPUTE_ID_FILE,
+                cfg.default.state_path.display()
+            ))
+        })?;
     let client = PlacementClient::from_options(&cfg.placement, ClientSettings::default())?;
     let have = fetch(&client, &node.to_string()).await?;
     let Some(have) = have else {

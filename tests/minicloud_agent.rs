@@ -349,6 +349,201 @@ run("alt", om.Target(topic="compute-alt", server=host, version="6.5"), "check_in
         .collect()
 }
 
+/// A spy queue bound to exchange `nova` with key `conductor` (what the
+/// conductor's topic queue gets), through the real kombu of the venv.
+/// `declare` creates it; `drain` prints each message's inner oslo message
+/// as one JSON line and deletes the queue.
+fn conductor_spy(transport_url: &str, mode: &str, queue: &str) -> Vec<Value> {
+    let script = r#"
+import json, sys
+from kombu import Connection, Exchange, Queue
+url, mode, name = sys.argv[1], sys.argv[2], sys.argv[3]
+url = url.replace("rabbit://", "amqp://", 1)
+ex = Exchange("nova", type="topic", durable=False, auto_delete=False)
+q = Queue(name, exchange=ex, routing_key="conductor", durable=False, auto_delete=False)
+with Connection(url) as c:
+    b = q(c.channel())
+    b.declare()
+    if mode == "drain":
+        while True:
+            m = b.get(no_ack=True)
+            if m is None:
+                break
+            body = json.loads(m.body)
+            print(body["oslo.message"])
+        b.delete()
+"#;
+    let out = Command::new(venv_bin().join("python"))
+        .arg("-c")
+        .arg(script)
+        .args([transport_url, mode, queue])
+        .output()
+        .expect("python");
+    assert!(
+        out.status.success(),
+        "spy {mode}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{e}: {l}")))
+        .collect()
+}
+
+/// `method` or `Obj.method` of a conductor request.
+fn conductor_call_name(m: &Value) -> String {
+    let a = &m["args"];
+    match m["method"].as_str().unwrap_or_default() {
+        "object_class_action_versions" => format!(
+            "{}.{}",
+            a["objname"].as_str().unwrap_or_default(),
+            a["objmethod"].as_str().unwrap_or_default()
+        ),
+        "object_action" => format!(
+            "{}.{}",
+            a["objinst"]["nova_object.name"]
+                .as_str()
+                .unwrap_or_default(),
+            a["objmethod"].as_str().unwrap_or_default()
+        ),
+        other => other.to_string(),
+    }
+}
+
+/// Stock nova-compute's first start, captures 0004-0036 of nova-wire.
+const STOCK_FIRST_START: &[&str] = &[
+    "ping",
+    "Service.get_minimum_version",
+    "Service.get_by_host_and_binary",
+    "ComputeNodeList.get_all_by_uuids",
+    "InstanceList.get_by_host",
+    "MigrationList.get_by_filters",
+    "Service.create",
+    "ComputeNodeList.get_all_by_host",
+    "ComputeNode.get_by_uuid",
+    "ComputeNode.create",
+    "PciDeviceList.get_by_compute_node",
+    "InstanceList.get_by_host_and_node",
+    "MigrationList.get_in_progress_and_error",
+    "Service.get_by_compute_host",
+    "ComputeNode.save",
+    "Service.save",
+];
+
+fn check_first_start(msgs: &[Value], host: &str) {
+    // The other computes of the cloud heartbeat on the same queue.
+    let msgs: Vec<Value> = msgs
+        .iter()
+        .filter(|m| {
+            m["args"]["objinst"]["nova_object.data"]["host"]
+                .as_str()
+                .is_none_or(|h| h == host)
+        })
+        .cloned()
+        .collect();
+    let msgs = &msgs[..];
+    let names: Vec<String> = msgs.iter().map(conductor_call_name).collect();
+    let first: Vec<&str> = names
+        .iter()
+        .map(String::as_str)
+        .take(STOCK_FIRST_START.len())
+        .collect();
+    assert_eq!(
+        first, STOCK_FIRST_START,
+        "conductor conversation: {names:?}"
+    );
+    let by = |n: &str| {
+        msgs.iter()
+            .find(|m| conductor_call_name(m) == n)
+            .unwrap_or_else(|| panic!("no {n}"))
+    };
+    let ping = by("ping");
+    assert_eq!(ping["namespace"], "baseapi");
+    assert_eq!(ping["args"]["arg"], "1.21 GigaWatts");
+    let svc = &by("Service.create")["args"]["objinst"];
+    assert_eq!(
+        svc["nova_object.data"],
+        serde_json::json!({"host": host, "binary": "nova-compute", "topic": "compute",
+                           "report_count": 0, "version": 74}),
+        "{svc}"
+    );
+    let mut ch: Vec<&str> = svc["nova_object.changes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(Value::as_str)
+        .collect();
+    ch.sort_unstable();
+    assert_eq!(ch, ["binary", "host", "report_count", "topic", "version"]);
+    let node = &by("ComputeNode.create")["args"]["objinst"];
+    let mut keys: Vec<&str> = node["nova_object.data"]
+        .as_object()
+        .unwrap()
+        .keys()
+        .map(String::as_str)
+        .collect();
+    keys.sort_unstable();
+    // The fields of capture 0023, in sorted order.
+    assert_eq!(
+        keys,
+        [
+            "cpu_allocation_ratio",
+            "cpu_info",
+            "disk_allocation_ratio",
+            "disk_available_least",
+            "host",
+            "host_ip",
+            "hypervisor_hostname",
+            "hypervisor_type",
+            "hypervisor_version",
+            "local_gb",
+            "local_gb_used",
+            "memory_mb",
+            "memory_mb_used",
+            "numa_topology",
+            "ram_allocation_ratio",
+            "service_id",
+            "stats",
+            "supported_hv_specs",
+            "uuid",
+            "vcpus",
+            "vcpus_used",
+        ],
+        "{node}"
+    );
+    let save = &by("ComputeNode.save")["args"]["objinst"];
+    let mut ch: Vec<&str> = save["nova_object.changes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(Value::as_str)
+        .collect();
+    ch.sort_unstable();
+    // Capture 0033.
+    assert_eq!(
+        ch,
+        [
+            "current_workload",
+            "free_disk_gb",
+            "free_ram_mb",
+            "local_gb_used",
+            "memory_mb_used",
+            "metrics",
+            "pci_device_pools",
+            "running_vms",
+            "vcpus_used",
+        ],
+        "{save}"
+    );
+    let hb = &by("Service.save")["args"]["objinst"];
+    assert_eq!(
+        hb["nova_object.changes"],
+        serde_json::json!(["report_count"]),
+        "{hb}"
+    );
+    assert_eq!(hb["nova_object.data"]["report_count"], 1, "{hb}");
+}
+
 #[test]
 fn novakvm_joins_the_minicloud() {
     let t0 = Instant::now();
@@ -533,10 +728,20 @@ fn novakvm_joins_the_minicloud() {
         .collect::<Vec<_>>()
         .join("\n");
     std::fs::write(&fake_conf, text).unwrap();
+    let spy = format!("novakvm-spy-{tag}");
+    conductor_spy(&transport_url, "declare", &spy);
     let agent = Agent::start(dir.path(), &fake_conf);
     poll(60, "fake service up", || {
         (cloud.service_state(&fake_host)?.0 == "up").then_some(())
     });
+    poll(20, "first heartbeat", || {
+        agent.log().contains("novakvm compute is up").then_some(())
+    });
+    std::thread::sleep(Duration::from_secs(3));
+
+    step("the conductor conversation is stock nova-compute's (captures 0004-0036)");
+    let msgs = conductor_spy(&transport_url, "drain", &spy);
+    check_first_start(&msgs, &fake_host);
     cloud.discover();
     let fake_uuid = std::fs::read_to_string(fake_state.join("compute_id"))
         .unwrap()

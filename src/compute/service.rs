@@ -222,6 +222,19 @@ async fn start_and_serve(
         )
         .await?;
     let instances = list_objects(&instances)?;
+    // _destroy_evacuated_instances (drivers that support evacuation).
+    read_only(
+        &conductor,
+        "MigrationList",
+        "get_by_filters",
+        vec![json!({
+            "source_compute": host,
+            "status": ["accepted", "pre-migrating", "done"],
+            "migration_type": "evacuation",
+        })],
+        Map::new(),
+    )
+    .await;
 
     // Service record.
     let mut service = match existing {
@@ -240,7 +253,15 @@ async fn start_and_serve(
     };
     let disabled = service.disabled().unwrap_or(false);
 
-    // Compute node record.
+    // Compute node record (the resource tracker's _update_available_resource).
+    read_only(
+        &conductor,
+        "ComputeNodeList",
+        "get_all_by_host",
+        vec![json!(host)],
+        crate::compute::manager_kwargs(&[("use_slave", json!(true))]),
+    )
+    .await;
     let node =
         ensure_compute_node(&conductor, &cfg, &inv, node_uuid, service.id(), opts.my_ip).await?;
     let reporter = placement_reporter(&cfg);
@@ -254,6 +275,48 @@ async fn start_and_serve(
         disabled,
     ));
     agent.track_existing(&instances);
+    let node_id = agent.node.lock().await.id();
+    read_only(
+        &conductor,
+        "PciDeviceList",
+        "get_by_compute_node",
+        vec![json!(node_id)],
+        Map::new(),
+    )
+    .await;
+    read_only(
+        &conductor,
+        "InstanceList",
+        "get_by_host_and_node",
+        vec![json!(host), json!(host)],
+        crate::compute::manager_kwargs(&[(
+            "expected_attrs",
+            json!([
+                "system_metadata",
+                "numa_topology",
+                "flavor",
+                "migration_context",
+                "resources"
+            ]),
+        )]),
+    )
+    .await;
+    read_only(
+        &conductor,
+        "MigrationList",
+        "get_in_progress_and_error",
+        vec![json!(host), json!(host)],
+        Map::new(),
+    )
+    .await;
+    read_only(
+        &conductor,
+        "Service",
+        "get_by_compute_host",
+        vec![json!(host)],
+        Map::new(),
+    )
+    .await;
     agent.save_usage().await?;
     tracing::info!(node = %node_uuid, elapsed = ?started.elapsed(), "compute node recorded");
 
@@ -334,6 +397,24 @@ async fn start_and_serve(
     let _ = tokio::task::spawn_blocking(move || driver.cleanup_host(&h)).await;
     client.close().await;
     Ok(())
+}
+
+/// A read nova-compute makes at this point whose answer novakvm does not
+/// need yet (no migrations, PCI devices); kept so the conductor sees the
+/// same conversation as with stock nova-compute. Failures are logged.
+async fn read_only(
+    conductor: &Conductor,
+    objname: &str,
+    objmethod: &str,
+    args: Vec<Value>,
+    kwargs: Map<String, Value>,
+) {
+    if let Err(e) = conductor
+        .class_action(objname, objmethod, args, kwargs)
+        .await
+    {
+        tracing::debug!(error = %e, "{objname}.{objmethod}");
+    }
 }
 
 fn list_objects(v: &Value) -> Result<Vec<NovaObject>, ComputeError> {

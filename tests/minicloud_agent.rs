@@ -437,7 +437,7 @@ fn check_first_start(msgs: &[Value], host: &str) {
         .filter(|m| {
             m["args"]["objinst"]["nova_object.data"]["host"]
                 .as_str()
-                .is_none_or(|h| h == host)
+                .map_or(true, |h| h == host)
         })
         .cloned()
         .collect();

@@ -17,7 +17,7 @@
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::atomic::Ordering;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex as StdMutex};
 use std::time::{Duration, Instant};
 
 use serde_json::{json, Map, Value};
@@ -31,8 +31,10 @@ use super::node_identity;
 use super::resources;
 use crate::config::Config;
 use crate::host::{HostInventory, InventoryOptions};
+use crate::objects::compute::ComputeNodeResources;
 use crate::objects::views::{ComputeNode, Service};
 use crate::objects::{NovaObject, ObjectView};
+use crate::placement::HostResources;
 use crate::placement::{ClientSettings, PlacementClient, ReportSettings, Reporter};
 use crate::rpc::{BaseRpcEndpoint, Dispatcher, RpcClient, RpcServer, ServerConfig, Transport};
 use crate::virt::fake::FakeDriver;
@@ -321,6 +323,7 @@ async fn start_and_serve(
     tracing::info!(node = %node_uuid, elapsed = ?started.elapsed(), "compute node recorded");
 
     let host_res = resources::host_resources(&cfg, &inv, node_uuid);
+    let shared_res = Arc::new(StdMutex::new(host_res.clone()));
     if let Some(r) = &reporter {
         match r.update(&host_res, disabled).await {
             Ok(o) => tracing::info!(
@@ -375,10 +378,18 @@ async fn start_and_serve(
     ) {
         let a = agent.clone();
         let rx = agent.placement_changed.subscribe();
-        let hr = host_res.clone();
+        let hr = shared_res.clone();
         tasks.push(tokio::spawn(r.run(interval, rx, stop.clone(), move || {
-            (hr.clone(), a.disabled.load(Ordering::SeqCst))
+            let h = hr.lock().unwrap_or_else(|p| p.into_inner()).clone();
+            (h, a.disabled.load(Ordering::SeqCst))
         })));
+        tasks.push(tokio::spawn(resource_tracker(
+            agent.clone(),
+            opts.clone(),
+            shared_res.clone(),
+            interval,
+            stop.clone(),
+        )));
     }
     tasks.push(tokio::spawn(scheduler_sync(agent.clone(), stop.clone())));
 
@@ -478,16 +489,7 @@ async fn ensure_compute_node(
                 )));
             }
             node.object_mut().reset_changes_recursive();
-            // Keep the record's usage; update_resources only touches the
-            // resource fields (not usage, which save_usage recomputes).
-            res.vcpus_used = node.vcpus_used().unwrap_or(0);
-            res.memory_mb_used = node.memory_mb_used().unwrap_or(res.memory_mb_used);
-            res.local_gb_used = node.local_gb_used().unwrap_or(res.local_gb_used);
-            let stats = node.stats();
-            if !stats.is_empty() {
-                res.stats = stats;
-            }
-            if node.update_resources(&res) {
+            if refresh_node(&mut node, res) {
                 conductor
                     .object_action(node.object_mut(), "save", vec![], Map::new())
                     .await?;
@@ -504,6 +506,76 @@ async fn ensure_compute_node(
             Ok(node)
         }
         Err(e) => Err(e),
+    }
+}
+
+/// Updates the node's resource fields from `res`, keeping the record's
+/// usage (recomputed by `save_usage`). True when a save is needed.
+fn refresh_node(node: &mut ComputeNode, mut res: ComputeNodeResources) -> bool {
+    res.vcpus_used = node.vcpus_used().unwrap_or(0);
+    res.memory_mb_used = node.memory_mb_used().unwrap_or(res.memory_mb_used);
+    res.local_gb_used = node.local_gb_used().unwrap_or(res.local_gb_used);
+    let stats = node.stats();
+    if !stats.is_empty() {
+        res.stats = stats;
+    }
+    res.service_id = node.service_id().or(res.service_id);
+    node.update_resources(&res)
+}
+
+/// nova's periodic `update_available_resource`: re-read the host every
+/// `interval`; save the ComputeNode fields that changed and hand Placement
+/// the new figures (it writes only what changed).
+async fn resource_tracker(
+    agent: Arc<Agent>,
+    opts: StartOptions,
+    shared: Arc<StdMutex<HostResources>>,
+    interval: Duration,
+    stop: CancellationToken,
+) {
+    let mut tick = tokio::time::interval(interval);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    tick.tick().await;
+    loop {
+        tokio::select! {
+            _ = stop.cancelled() => return,
+            _ = tick.tick() => {}
+        }
+        let inv = match inventory(&agent.cfg, &opts) {
+            Ok(i) => i,
+            Err(e) => {
+                tracing::warn!(error = %e, "host inventory failed; keeping the last figures");
+                continue;
+            }
+        };
+        let mut res = resources::node_resources(&agent.cfg, &inv, agent.node_uuid, None);
+        if opts.my_ip.is_some() {
+            res.host_ip = opts.my_ip;
+        }
+        {
+            let mut node = agent.node.lock().await;
+            node.object_mut().reset_changes_recursive();
+            if refresh_node(&mut node, res) {
+                match agent
+                    .conductor
+                    .object_action(node.object_mut(), "save", vec![], Map::new())
+                    .await
+                {
+                    Ok(_) => tracing::info!("compute node record updated"),
+                    Err(e) => tracing::warn!(error = %e, "ComputeNode.save failed"),
+                }
+            }
+        }
+        let fresh = resources::host_resources(&agent.cfg, &inv, agent.node_uuid);
+        let changed = {
+            let mut cur = shared.lock().unwrap_or_else(|p| p.into_inner());
+            let changed = *cur != fresh;
+            *cur = fresh;
+            changed
+        };
+        if changed {
+            agent.placement_changed.send_replace(());
+        }
     }
 }
 

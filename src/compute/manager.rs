@@ -285,11 +285,18 @@ impl Agent {
     }
 
     async fn update_scheduler(&self, inst: &NovaObject) {
+        self.update_scheduler_list(std::slice::from_ref(inst)).await;
+    }
+
+    /// `update_instance_info` fanout cast with these instances (nova's
+    /// `_update_scheduler_instance_info`; at start with all of the host's).
+    pub async fn update_scheduler_list(&self, instances: &[NovaObject]) {
+        let objects: Vec<Value> = instances.iter().map(NovaObject::to_value).collect();
         let list = json!({
             "nova_object.name": "InstanceList",
             "nova_object.namespace": "nova",
             "nova_object.version": "2.6",
-            "nova_object.data": {"objects": [inst.to_value()]},
+            "nova_object.data": {"objects": objects},
         });
         let args = kwargs(&[("host_name", json!(self.host())), ("instance_info", list)]);
         if let Err(e) = self
@@ -515,6 +522,7 @@ impl Agent {
     }
 
     /// A power operation: driver call, then the state nova records.
+    #[tracing::instrument(skip(self, args, pre, op), fields(instance))]
     async fn power_op(
         self: Arc<Self>,
         method: &'static str,
@@ -526,6 +534,7 @@ impl Agent {
     ) -> Result<Value, RemoteFailure> {
         let mut inst = instance_arg(method, &args)?;
         let uuid = instance_uuid(&inst).map_err(|e| e.to_failure())?;
+        tracing::Span::current().record("instance", tracing::field::display(uuid));
         let event = format!("compute_{method}");
         self.event_start(uuid, &event).await;
         let r: Result<(), ComputeError> = async {
@@ -614,6 +623,7 @@ impl Agent {
     }
 
     /// `get_host_uptime`: what `uptime` prints.
+    #[tracing::instrument(skip_all)]
     pub async fn get_host_uptime(self: Arc<Self>) -> Result<Value, RemoteFailure> {
         let up = std::fs::read_to_string("/proc/uptime").unwrap_or_default();
         let load = std::fs::read_to_string("/proc/loadavg").unwrap_or_default();

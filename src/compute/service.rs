@@ -360,7 +360,7 @@ async fn start_and_serve(
     }
     if !instances.is_empty() {
         // nova: _update_scheduler_instance_info at the end of init_host.
-        agent.sync_scheduler().await;
+        agent.update_scheduler_list(&instances).await;
     }
     tracing::info!(elapsed = ?started.elapsed(), host = %host, "novakvm compute is up");
 

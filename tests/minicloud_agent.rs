@@ -838,6 +838,33 @@ fn novakvm_joins_the_minicloud() {
     assert_eq!(same.len(), 1, "one node for {fake_host}: {hvs}");
     assert_eq!(same[0]["ID"].as_str(), Some(fake_uuid.as_str()), "{hvs}");
 
+    step("a host rename is refused (same state_path, other host)");
+    let renamed = dir.path().join("renamed.conf");
+    std::fs::write(
+        &renamed,
+        std::fs::read_to_string(&fake_conf).unwrap().replace(
+            &format!("host = {fake_host}"),
+            &format!("host = {fake_host}-renamed"),
+        ),
+    )
+    .unwrap();
+    let out = Command::new("timeout")
+        .args(["60", BIN, "compute", "--nova-conf"])
+        .arg(&renamed)
+        .env("NO_COLOR", "1")
+        .output()
+        .unwrap();
+    let text =
+        String::from_utf8_lossy(&out.stderr).to_string() + &String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(1), "{text}");
+    assert!(
+        text.contains("Possible rename detected, refusing to start"),
+        "{text}"
+    );
+    assert!(cloud
+        .service_state(&format!("{fake_host}-renamed"))
+        .is_none());
+
     step("stop the agent: the service goes down after service_down_time");
     agent.stop();
     let stopped = Instant::now();

@@ -276,6 +276,7 @@ async fn start_and_serve(
         node,
         disabled,
     ));
+    let instances = recover_interrupted_builds(&conductor, instances).await;
     agent.track_existing(&instances);
     let node_id = agent.node.lock().await.id();
     read_only(
@@ -408,6 +409,51 @@ async fn start_and_serve(
     let _ = tokio::task::spawn_blocking(move || driver.cleanup_host(&h)).await;
     client.close().await;
     Ok(())
+}
+
+/// nova's `_init_instance` for builds a crash interrupted: an instance
+/// still `building` (or in a build task state) goes to ERROR, so it never
+/// stays in BUILD.
+async fn recover_interrupted_builds(
+    conductor: &Conductor,
+    instances: Vec<NovaObject>,
+) -> Vec<NovaObject> {
+    const BUILD_TASKS: &[&str] = &[
+        "scheduling",
+        "block_device_mapping",
+        "networking",
+        "spawning",
+    ];
+    let mut out = Vec::with_capacity(instances.len());
+    for mut inst in instances {
+        let vm = inst
+            .get("vm_state")
+            .and_then(Value::as_str)
+            .unwrap_or_default();
+        let task = inst
+            .get("task_state")
+            .and_then(Value::as_str)
+            .unwrap_or_default();
+        if vm == "building" || BUILD_TASKS.contains(&task) {
+            let uuid = inst
+                .get("uuid")
+                .and_then(Value::as_str)
+                .unwrap_or_default()
+                .to_string();
+            tracing::warn!(instance = %uuid, "instance failed to spawn correctly (interrupted build), setting to ERROR state");
+            inst.reset_changes_recursive();
+            inst.set("vm_state", "error");
+            inst.set("task_state", Value::Null);
+            if let Err(e) = conductor
+                .object_action(&mut inst, "save", vec![], Map::new())
+                .await
+            {
+                tracing::error!(instance = %uuid, error = %e, "cannot put the instance in ERROR");
+            }
+        }
+        out.push(inst);
+    }
+    out
 }
 
 /// A read nova-compute makes at this point whose answer novakvm does not

@@ -415,6 +415,44 @@ fn conductor_call_name(m: &Value) -> String {
     }
 }
 
+/// The conductor object calls of the captures `from..=to` in
+/// tests/fixtures/nova-wire, heartbeats (`Service.save`) left out.
+fn stock_object_calls(from: u32, to: u32) -> Vec<String> {
+    let dir = repo().join("tests/fixtures/nova-wire");
+    let mut files: Vec<PathBuf> = std::fs::read_dir(&dir)
+        .expect("tests/fixtures/nova-wire")
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .collect();
+    files.sort();
+    let mut out = Vec::new();
+    for f in files {
+        let name = f.file_name().unwrap().to_string_lossy().to_string();
+        let n: u32 = name[..4].parse().unwrap_or(0);
+        if !(from..=to).contains(&n) || !name.contains("-conductor-object") {
+            continue;
+        }
+        let v: Value = serde_json::from_str(&std::fs::read_to_string(&f).unwrap()).unwrap();
+        let c = conductor_call_name(&v["message"]);
+        if c != "Service.save" {
+            out.push(c);
+        }
+    }
+    out
+}
+
+/// Our object calls, heartbeats left out.
+fn object_calls(msgs: &[Value]) -> Vec<String> {
+    msgs.iter()
+        .filter(|m| {
+            m["method"]
+                .as_str()
+                .is_some_and(|x| x.starts_with("object_"))
+        })
+        .map(conductor_call_name)
+        .filter(|c| c != "Service.save")
+        .collect()
+}
+
 /// Stock nova-compute's first start: the conductor requests of captures
 /// 0004-0036 in tests/fixtures/nova-wire (ping ... first heartbeat).
 fn stock_first_start() -> Vec<String> {
@@ -770,6 +808,8 @@ fn novakvm_joins_the_minicloud() {
             .any(|t| t == "COMPUTE_STATUS_DISABLED")
             .then_some(())
     });
+    let spy = format!("novakvm-spy-build-{tag}");
+    conductor_spy(&transport_url, "declare", &spy);
     let s = cloud.os_json(&[
         "server",
         "create",
@@ -786,6 +826,10 @@ fn novakvm_joins_the_minicloud() {
     assert_eq!(v["status"], "ACTIVE", "{v}\n{}", tail(&agent.log(), 30));
     assert_eq!(v["OS-EXT-SRV-ATTR:host"], fake_host.as_str());
     assert_eq!(v["OS-EXT-STS:power_state"], 1, "{v}");
+    std::thread::sleep(Duration::from_secs(2));
+    let ours = object_calls(&conductor_spy(&transport_url, "drain", &spy));
+    let stock = stock_object_calls(47, 75);
+    assert_eq!(ours, stock, "build conversation (captures 0047-0075)");
     cloud.os(&[
         "compute",
         "service",

@@ -71,6 +71,19 @@ impl std::fmt::Debug for Agent {
     }
 }
 
+/// The root disk's device name (virtio-blk, as the libvirt driver names it).
+pub const ROOT_DEVICE_NAME: &str = "/dev/vda";
+
+/// The root mapping (boot_index 0) without a device name yet, from a
+/// `BlockDeviceMappingList` reply.
+fn root_bdm_of(v: &Value) -> Option<NovaObject> {
+    let list = NovaObject::from_value(v).ok()?;
+    list.objects("objects").ok()?.into_iter().find(|b| {
+        b.get("boot_index").and_then(Value::as_i64) == Some(0)
+            && b.get("device_name").map_or(true, Value::is_null)
+    })
+}
+
 /// `NotImplementedError` as nova raises it for unsupported operations.
 pub fn not_implemented(method: &str) -> RemoteFailure {
     RemoteFailure::new(
@@ -409,12 +422,55 @@ impl Agent {
         inst.set("numa_topology", Value::Null);
         self.save(inst, None).await?;
         lock(&self.tracked).insert(uuid, Self::tracked_of(inst, true));
+        // 0055: the block device mappings of the instance.
+        let mut root_bdm = match self
+            .conductor
+            .class_action(
+                "BlockDeviceMappingList",
+                "get_by_instance_uuid",
+                vec![json!(uuid.to_string())],
+                Map::new(),
+            )
+            .await
+        {
+            Ok(v) => root_bdm_of(&v),
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot read the block device mappings");
+                None
+            }
+        };
+        // 0057/0059: the resource tracker's usage update.
+        if let Err(e) = self
+            .conductor
+            .class_action(
+                "Service",
+                "get_by_compute_host",
+                vec![json!(self.host())],
+                Map::new(),
+            )
+            .await
+        {
+            tracing::debug!(error = %e, "Service.get_by_compute_host");
+        }
         if let Err(e) = self.save_usage().await {
             tracing::warn!(error = %e, "cannot save the compute node usage");
         }
-        // 0061, 0065, 0067: networking, block devices, spawning.
+        // 0061: networking (no ports with --nic none).
         inst.set("task_state", "networking");
         self.save(inst, Some(json!([null]))).await?;
+        // 0063/0065: the root device gets its name.
+        if let Some(bdm) = root_bdm.as_mut() {
+            bdm.reset_changes_recursive();
+            bdm.set("device_name", ROOT_DEVICE_NAME);
+            if let Err(e) = self
+                .conductor
+                .object_action(bdm, "save", vec![], Map::new())
+                .await
+            {
+                tracing::warn!(error = %e, "cannot save the root block device mapping");
+            }
+            inst.set("root_device_name", ROOT_DEVICE_NAME);
+        }
         inst.set("task_state", "block_device_mapping");
         self.save(inst, None).await?;
         inst.set("task_state", "spawning");

@@ -42,7 +42,27 @@ enum Command {
     /// Inspect this host.
     Host {
         #[command(subcommand)]
-        command: novakvm::host::cli::HostCommand,
+        command: HostCmd,
+    },
+}
+
+/// `novakvm host ...`.
+#[derive(Debug, Subcommand)]
+enum HostCmd {
+    #[command(flatten)]
+    Inventory(novakvm::host::cli::HostCommand),
+    /// Show this node's resource provider in Placement (inventories, usages,
+    /// traits); with --check, compare it with the host and exit 1 on drift.
+    Placement {
+        /// Compare with this host's inventory and name each difference.
+        #[arg(long)]
+        check: bool,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+        /// Read sysfs/procfs below this root instead of `/`.
+        #[arg(long, value_name = "DIR", default_value = "/")]
+        root: std::path::PathBuf,
     },
 }
 
@@ -60,7 +80,7 @@ fn main() -> ExitCode {
         // The VMM takes its whole description from its spec or flags, not from config.
         Command::Vmm(args) => novakvm::vmm::cli::run(*args),
         Command::Compute => match config::load(&sources) {
-            Ok(cfg) => novakvm::compute::service::run(cfg),
+            Ok(cfg) => novakvm::compute::service::run(cfg, start_options(&sources)),
             Err(e) => config_failed(&e),
         },
         Command::ShowConfig => match config::load(&sources) {
@@ -77,9 +97,42 @@ fn main() -> ExitCode {
             Err(e) => config_failed(&e),
         },
         Command::Host { command } => match config::load(&sources) {
-            Ok(cfg) => novakvm::host::cli::run(&cfg, command),
+            Ok(cfg) => match command {
+                HostCmd::Inventory(c) => novakvm::host::cli::run(&cfg, c),
+                HostCmd::Placement { check, json, root } => {
+                    novakvm::compute::placement_cli::run(&cfg, &root, check, json)
+                }
+            },
             Err(e) => config_failed(&e),
         },
+    }
+}
+
+/// Where the compute agent looks for `compute_id` besides `state_path`:
+/// the directories of the configuration files, as nova.
+fn start_options(sources: &ConfigSources) -> novakvm::compute::service::StartOptions {
+    let mut dirs: Vec<std::path::PathBuf> = Vec::new();
+    for f in sources.nova_conf.iter().chain(sources.toml_file.iter()) {
+        if let Some(d) = f.parent() {
+            let d = if d.as_os_str().is_empty() {
+                std::path::PathBuf::from(".")
+            } else {
+                d.to_path_buf()
+            };
+            if !dirs.contains(&d) {
+                dirs.push(d);
+            }
+        }
+    }
+    // `my_ip` is read here: the shared Config does not carry it.
+    let my_ip = config::figment(sources)
+        .ok()
+        .and_then(|f| f.extract_inner::<String>("default.my_ip").ok())
+        .and_then(|s| s.trim().parse().ok());
+    novakvm::compute::service::StartOptions {
+        config_dirs: dirs,
+        host_root: None,
+        my_ip,
     }
 }
 

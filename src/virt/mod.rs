@@ -5,5 +5,6 @@
 
 pub mod driver;
 pub mod fake;
+pub mod pending;
 
 pub use driver::*;

@@ -579,14 +579,8 @@ async fn resource_tracker(
     interval: Duration,
     stop: CancellationToken,
 ) {
-    let mut tick = tokio::time::interval(interval);
-    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    tick.tick().await;
-    loop {
-        tokio::select! {
-            _ = stop.cancelled() => return,
-            _ = tick.tick() => {}
-        }
+    let mut every = Every::start(interval).await;
+    while every.next(&stop).await {
         let inv = match inventory(&agent.cfg, &opts) {
             Ok(i) => i,
             Err(e) => {
@@ -635,14 +629,8 @@ async fn heartbeat(
     interval: Duration,
     stop: CancellationToken,
 ) {
-    let mut tick = tokio::time::interval(interval);
-    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    tick.tick().await;
-    loop {
-        tokio::select! {
-            _ = stop.cancelled() => return,
-            _ = tick.tick() => {}
-        }
+    let mut every = Every::start(interval).await;
+    while every.next(&stop).await {
         let before = service.clone();
         service.object_mut().reset_changes_recursive();
         let n = service.report_count().unwrap_or(0) + 1;
@@ -669,12 +657,29 @@ async fn heartbeat(
 
 /// nova's `_sync_scheduler_instance_info` (every 120 s).
 async fn scheduler_sync(agent: Arc<Agent>, stop: CancellationToken) {
-    let mut tick = tokio::time::interval(Duration::from_secs(120));
-    tick.tick().await;
-    loop {
+    let mut every = Every::start(Duration::from_secs(120)).await;
+    while every.next(&stop).await {
+        agent.sync_scheduler().await;
+    }
+}
+
+/// The timer of a periodic background task: the first period ends one
+/// `period` after the start; a late tick delays the next ones (no bursts).
+struct Every(tokio::time::Interval);
+
+impl Every {
+    async fn start(period: Duration) -> Self {
+        let mut tick = tokio::time::interval(period);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        tick.tick().await;
+        Self(tick)
+    }
+
+    /// Waits for the next period; false once `stop` is cancelled.
+    async fn next(&mut self, stop: &CancellationToken) -> bool {
         tokio::select! {
-            _ = stop.cancelled() => return,
-            _ = tick.tick() => agent.sync_scheduler().await,
+            _ = stop.cancelled() => false,
+            _ = self.0.tick() => true,
         }
     }
 }

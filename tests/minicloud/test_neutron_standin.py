@@ -102,9 +102,15 @@ class StandinTest(unittest.TestCase):
 
     def test_every_call_is_logged(self):
         self.request("GET", "/v2.0/ports?device_id=logged-one")
-        with open(self.log) as f:
-            lines = [json.loads(line) for line in f]
-        self.assertIn("/v2.0/ports?device_id=logged-one", [l["path"] for l in lines])
+        # The stand-in logs after it has answered: give it a moment.
+        deadline = time.monotonic() + 5
+        while True:
+            with open(self.log) as f:
+                paths = [json.loads(line)["path"] for line in f]
+            if "/v2.0/ports?device_id=logged-one" in paths or time.monotonic() > deadline:
+                break
+            time.sleep(0.05)
+        self.assertIn("/v2.0/ports?device_id=logged-one", paths)
 
 
 if __name__ == "__main__":

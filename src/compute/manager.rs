@@ -27,7 +27,7 @@ use crate::objects::views::ComputeNode;
 use crate::objects::{NovaObject, ObjectView};
 use crate::placement::Reporter;
 use crate::rpc::{RemoteFailure, RequestContext, RpcEndpoint, Version};
-use crate::virt::{ComputeDriver, DriverError, RebootType, SpawnRequest};
+use crate::virt::{BlockDeviceInfo, ComputeDriver, DriverError, RebootType, SpawnRequest};
 
 /// Resources one instance holds on this node.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -357,7 +357,12 @@ impl Agent {
             .map_err(ComputeError::from)
     }
 
-    fn spawn_request(inst: &NovaObject, uuid: Uuid) -> SpawnRequest {
+    fn spawn_request(
+        inst: &NovaObject,
+        uuid: Uuid,
+        args: &Map<String, Value>,
+        ctx: &RequestContext,
+    ) -> SpawnRequest {
         SpawnRequest {
             uuid,
             name: {
@@ -373,8 +378,16 @@ impl Agent {
                 .unwrap_or(64)
                 .max(1),
             root_gb: u64::try_from(int_field(inst, "root_gb")).unwrap_or(0),
-            image: None,
+            ephemeral_gb: u64::try_from(int_field(inst, "ephemeral_gb")).unwrap_or(0),
+            swap_mb: 0,
+            image: args.get("image").cloned().unwrap_or(Value::Null),
+            block_devices: BlockDeviceInfo {
+                root_device_name: ROOT_DEVICE_NAME.to_string(),
+                ..BlockDeviceInfo::default()
+            },
+            network_info: Vec::new(),
             extra_specs: Default::default(),
+            context: ctx.clone(),
             power_on: true,
         }
     }
@@ -383,6 +396,7 @@ impl Agent {
     #[tracing::instrument(skip_all, fields(instance))]
     pub async fn build_and_run_instance(
         self: Arc<Self>,
+        ctx: RequestContext,
         args: Map<String, Value>,
     ) -> Result<Value, RemoteFailure> {
         const EVENT: &str = "compute__do_build_and_run_instance";
@@ -390,7 +404,7 @@ impl Agent {
         let uuid = instance_uuid(&inst).map_err(|e| e.to_failure())?;
         tracing::Span::current().record("instance", tracing::field::display(uuid));
         self.event_start(uuid, EVENT).await;
-        let r = self.build(&mut inst, uuid).await;
+        let r = self.build(&mut inst, uuid, &args, &ctx).await;
         match r {
             Ok(()) => {
                 self.event_finish(uuid, EVENT, None).await;
@@ -406,7 +420,13 @@ impl Agent {
         Ok(Value::Null)
     }
 
-    async fn build(&self, inst: &mut NovaObject, uuid: Uuid) -> Result<(), ComputeError> {
+    async fn build(
+        &self,
+        inst: &mut NovaObject,
+        uuid: Uuid,
+        args: &Map<String, Value>,
+        ctx: &RequestContext,
+    ) -> Result<(), ComputeError> {
         // 0050: the instance is ours and building.
         inst.set("vm_state", "building");
         inst.set("task_state", Value::Null);
@@ -475,7 +495,7 @@ impl Agent {
         self.save(inst, None).await?;
         inst.set("task_state", "spawning");
         self.save(inst, Some(json!("block_device_mapping"))).await?;
-        let req = Self::spawn_request(inst, uuid);
+        let req = Self::spawn_request(inst, uuid, args, ctx);
         self.run_driver(move |d| d.spawn(&req)).await?;
         // 0069: running.
         inst.set("power_state", 1);
@@ -681,21 +701,10 @@ impl Agent {
     /// `get_host_uptime`: what `uptime` prints.
     #[tracing::instrument(skip_all)]
     pub async fn get_host_uptime(self: Arc<Self>) -> Result<Value, RemoteFailure> {
-        let up = std::fs::read_to_string("/proc/uptime").unwrap_or_default();
-        let load = std::fs::read_to_string("/proc/loadavg").unwrap_or_default();
-        let secs = up
-            .split_whitespace()
-            .next()
-            .and_then(|s| s.parse::<f64>().ok())
-            .unwrap_or(0.0) as u64;
-        let l: Vec<&str> = load.split_whitespace().take(3).collect();
-        Ok(json!(format!(
-            " up {} days, {:02}:{:02},  load average: {}",
-            secs / 86400,
-            (secs % 86400) / 3600,
-            (secs % 3600) / 60,
-            l.join(", ")
-        )))
+        self.run_driver(|d| d.get_host_uptime())
+            .await
+            .map(Value::String)
+            .map_err(|e| e.to_failure())
     }
 }
 
@@ -750,14 +759,14 @@ impl RpcEndpoint for ComputeEndpoint {
     fn call(
         &self,
         method: &str,
-        _ctx: RequestContext,
+        ctx: RequestContext,
         args: Map<String, Value>,
     ) -> crate::rpc::HandlerFuture {
         let a = self.agent.clone();
         let method = method.to_string();
         Box::pin(async move {
             match method.as_str() {
-                "build_and_run_instance" => a.build_and_run_instance(args).await,
+                "build_and_run_instance" => a.build_and_run_instance(ctx, args).await,
                 "terminate_instance" => a.terminate_instance(args).await,
                 "get_console_output" => a.get_console_output(args).await,
                 "set_host_enabled" => a.set_host_enabled(args).await,

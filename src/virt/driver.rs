@@ -1,13 +1,14 @@
 //! The `ComputeDriver` trait, mirroring nova/virt/driver.py.
 
 use std::collections::BTreeMap;
-use std::path::PathBuf;
 use std::time::Duration;
 
 use serde::Serialize;
+use serde_json::Value;
 use uuid::Uuid;
 
-use crate::compute::state::PowerState;
+pub use super::power_state::PowerState;
+use crate::rpc::RequestContext;
 
 /// Errors a driver returns. Unsupported operations say so (nova raises
 /// NotImplementedError); nothing is silently ignored.
@@ -57,26 +58,128 @@ pub struct InstanceInfo {
     pub internal_id: Option<String>,
 }
 
-/// A guest image as the driver gets it: already fetched from Glance.
+/// An ephemeral disk of the flavor (nova's `driver_block_device` "ephemerals").
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ImageSource {
-    pub path: PathBuf,
-    pub disk_format: String,
+pub struct EphemeralDisk {
+    /// Guest device name (`/dev/vdb`, ...).
+    pub device_name: String,
+    /// Size in GiB.
+    pub size_gb: u64,
+    /// Filesystem to create (`guest_format`), none for nova's default.
+    pub guest_format: Option<String>,
 }
 
-/// Everything the driver needs to create a guest, derived by the manager
-/// from the Instance, Flavor, ImageMeta and claims.
+/// The flavor's swap disk.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SwapDisk {
+    /// Guest device name.
+    pub device_name: String,
+    /// Size in MiB.
+    pub size_mb: u64,
+}
+
+/// nova's `block_device_info` for a local-disk instance: the root device
+/// name, ephemerals and swap (volumes are refused before the driver).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct BlockDeviceInfo {
+    /// The root disk's device name (`/dev/vda`).
+    pub root_device_name: String,
+    /// Ephemeral disks in guest order.
+    pub ephemerals: Vec<EphemeralDisk>,
+    /// The swap disk, if the flavor has one.
+    pub swap: Option<SwapDisk>,
+}
+
+/// Everything the driver needs to create a guest, as nova's
+/// `driver.spawn(context, instance, image_meta, injected_files,
+/// admin_password, allocations, network_info, block_device_info)`.
 #[derive(Debug, Clone, PartialEq)]
 pub struct SpawnRequest {
     pub uuid: Uuid,
+    /// The instance's name (`display_name`, or `instance-<uuid>`).
     pub name: String,
     pub vcpus: u32,
     pub memory_mb: u64,
     pub root_gb: u64,
-    pub image: Option<ImageSource>,
-    /// Flavor extra specs and image properties that shape the guest (`hw:*`).
+    pub ephemeral_gb: u64,
+    pub swap_mb: u64,
+    /// The image dict nova passes (`image` of `build_and_run_instance`:
+    /// id, disk_format, checksum, os_hash_*, properties, ...); `Null` when
+    /// the instance has no image.
+    pub image: Value,
+    /// Block devices (root name, ephemerals, swap).
+    pub block_devices: BlockDeviceInfo,
+    /// The instance's network_info (VIFs), as nova's `NetworkInfo`.
+    pub network_info: Vec<Value>,
+    /// Flavor extra specs that shape the guest (`hw:*` and others).
     pub extra_specs: BTreeMap<String, String>,
+    /// The request's context: token, service catalog and request id, for
+    /// Glance and Neutron calls made on the user's behalf.
+    pub context: RequestContext,
     pub power_on: bool,
+}
+
+/// `task_state` changes a long operation reports as it goes (nova's
+/// `update_task_state(task_state, expected_state)` callback of snapshot).
+pub type UpdateTaskState<'a> = &'a (dyn Fn(&str, Option<&str>) + Sync);
+
+/// One vCPU's counters (nova/virt/diagnostics.py `CpuDiagnostics`).
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+pub struct CpuDiagnostics {
+    pub id: u32,
+    /// CPU time in nanoseconds.
+    pub time: u64,
+    pub utilisation: Option<u32>,
+}
+
+/// One NIC's counters (`NicDiagnostics`).
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+pub struct NicDiagnostics {
+    pub mac_address: String,
+    pub rx_octets: u64,
+    pub rx_errors: u64,
+    pub rx_drop: u64,
+    pub rx_packets: u64,
+    pub rx_rate: Option<u64>,
+    pub tx_octets: u64,
+    pub tx_errors: u64,
+    pub tx_drop: u64,
+    pub tx_packets: u64,
+    pub tx_rate: Option<u64>,
+}
+
+/// One disk's counters (`DiskDiagnostics`).
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+pub struct DiskDiagnostics {
+    /// The disk's name as the guest sees it (`vda`).
+    pub name: String,
+    pub read_bytes: u64,
+    pub read_requests: u64,
+    pub write_bytes: u64,
+    pub write_requests: u64,
+    pub errors_count: u64,
+}
+
+/// `get_instance_diagnostics`'s answer (nova's `Diagnostics`, the form
+/// API microversion 2.48 shows).
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+pub struct Diagnostics {
+    pub state: PowerState,
+    pub driver: String,
+    pub hypervisor: String,
+    pub hypervisor_os: String,
+    /// Seconds since the guest started.
+    pub uptime: u64,
+    pub config_drive: bool,
+    pub num_cpus: u32,
+    pub num_nics: u32,
+    pub num_disks: u32,
+    pub cpu_details: Vec<CpuDiagnostics>,
+    pub nic_details: Vec<NicDiagnostics>,
+    pub disk_details: Vec<DiskDiagnostics>,
+    /// Guest memory in MiB: `(maximum, used)`.
+    pub memory_maximum_mb: u64,
+    pub memory_used_mb: u64,
 }
 
 /// Soft or hard reboot, as nova's `reboot_type`.
@@ -183,6 +286,29 @@ pub trait ComputeDriver: Send + Sync {
     /// The guest's serial console log (what `openstack console log show` shows).
     fn get_console_output(&self, uuid: Uuid) -> Result<Vec<u8>, DriverError>;
 
+    /// The instance's diagnostics (per-vCPU time, memory, disk and NIC
+    /// counters).
+    fn get_instance_diagnostics(&self, _uuid: Uuid) -> Result<Diagnostics, DriverError> {
+        Err(DriverError::NotSupported(
+            "get_instance_diagnostics",
+            self.name(),
+        ))
+    }
+
+    /// What `uptime` says about the host (nova's `get_host_uptime`).
+    fn get_host_uptime(&self) -> Result<String, DriverError> {
+        host_uptime()
+    }
+
+    /// The image cache manager pass (nova's `manage_image_cache`):
+    /// `in_use` holds the image ids of this host's instances.
+    fn manage_image_cache(
+        &self,
+        _in_use: &std::collections::HashSet<String>,
+    ) -> Result<(), DriverError> {
+        Ok(())
+    }
+
     /// Host resources for the compute node record.
     fn get_available_resource(&self, nodename: &str) -> Result<AvailableResource, DriverError>;
 
@@ -208,7 +334,13 @@ pub trait ComputeDriver: Send + Sync {
     }
 
     /// Snapshot a guest's root disk into an image.
-    fn snapshot(&self, _uuid: Uuid, _image_id: &str) -> Result<(), DriverError> {
+    fn snapshot(
+        &self,
+        _ctx: &RequestContext,
+        _uuid: Uuid,
+        _image_id: &str,
+        _update_task_state: UpdateTaskState<'_>,
+    ) -> Result<(), DriverError> {
         Err(DriverError::NotSupported("snapshot", self.name()))
     }
 
@@ -224,4 +356,26 @@ pub trait ComputeDriver: Send + Sync {
 
     /// Deliver lifecycle events to `sink` from now on.
     fn register_event_listener(&self, _sink: EventSink) {}
+}
+
+/// `uptime`'s line from /proc/uptime and /proc/loadavg, as nova's
+/// `get_host_uptime` returns it.
+pub fn host_uptime() -> Result<String, DriverError> {
+    let up = std::fs::read_to_string("/proc/uptime")
+        .map_err(|e| DriverError::Host(format!("/proc/uptime: {e}")))?;
+    let load = std::fs::read_to_string("/proc/loadavg")
+        .map_err(|e| DriverError::Host(format!("/proc/loadavg: {e}")))?;
+    let secs = up
+        .split_whitespace()
+        .next()
+        .and_then(|s| s.parse::<f64>().ok())
+        .unwrap_or(0.0) as u64;
+    let l: Vec<&str> = load.split_whitespace().take(3).collect();
+    Ok(format!(
+        " up {} days, {:02}:{:02},  load average: {}",
+        secs / 86400,
+        (secs % 86400) / 3600,
+        (secs % 3600) / 60,
+        l.join(", ")
+    ))
 }

@@ -9,7 +9,6 @@ use std::time::Duration;
 use uuid::Uuid;
 
 use super::driver::*;
-use crate::compute::state::PowerState;
 
 /// Operations whose next call can be made to fail.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -312,8 +311,13 @@ mod tests {
             vcpus: 2,
             memory_mb: 512,
             root_gb: 1,
-            image: None,
+            ephemeral_gb: 0,
+            swap_mb: 0,
+            image: serde_json::Value::Null,
+            block_devices: BlockDeviceInfo::default(),
+            network_info: Vec::new(),
             extra_specs: BTreeMap::new(),
+            context: crate::rpc::RequestContext::default(),
             power_on: true,
         }
     }

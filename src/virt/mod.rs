@@ -6,5 +6,6 @@
 pub mod driver;
 pub mod fake;
 pub mod pending;
+pub mod power_state;
 
 pub use driver::*;

@@ -98,8 +98,13 @@ mod tests {
             vcpus: 1,
             memory_mb: 64,
             root_gb: 0,
-            image: None,
+            ephemeral_gb: 0,
+            swap_mb: 0,
+            image: serde_json::Value::Null,
+            block_devices: BlockDeviceInfo::default(),
+            network_info: Vec::new(),
             extra_specs: Default::default(),
+            context: crate::rpc::RequestContext::default(),
             power_on: true,
         };
         let e = d.spawn(&req).unwrap_err();

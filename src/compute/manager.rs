@@ -27,7 +27,9 @@ use crate::objects::views::ComputeNode;
 use crate::objects::{NovaObject, ObjectView};
 use crate::placement::Reporter;
 use crate::rpc::{RemoteFailure, RequestContext, RpcEndpoint, Version};
-use crate::virt::{BlockDeviceInfo, ComputeDriver, DriverError, RebootType, SpawnRequest};
+use crate::virt::{
+    BlockDeviceInfo, ComputeDriver, DriverError, EphemeralDisk, RebootType, SpawnRequest, SwapDisk,
+};
 
 /// Resources one instance holds on this node.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -82,6 +84,57 @@ fn root_bdm_of(v: &Value) -> Option<NovaObject> {
         b.get("boot_index").and_then(Value::as_i64) == Some(0)
             && b.get("device_name").map_or(true, Value::is_null)
     })
+}
+
+/// nova's `block_device_info` from the `block_device_mapping` argument:
+/// the root disk, ephemerals (`source_type=blank`, `destination_type=local`)
+/// and swap (`guest_format=swap`), named in guest order after `/dev/vda` as
+/// `_default_block_device_names` does. A volume mapping is refused
+/// (InvalidBDM): this host has no volume support.
+fn block_device_info(v: Option<&Value>) -> Result<BlockDeviceInfo, ComputeError> {
+    let mut info = BlockDeviceInfo {
+        root_device_name: ROOT_DEVICE_NAME.to_string(),
+        ..BlockDeviceInfo::default()
+    };
+    let Some(v) = v.filter(|v| !v.is_null()) else {
+        return Ok(info);
+    };
+    let list = NovaObject::from_value(v)
+        .map_err(|e| ComputeError::BadData(format!("block_device_mapping: {e}")))?;
+    let bdms = list
+        .objects("objects")
+        .map_err(|e| ComputeError::BadData(format!("block_device_mapping: {e}")))?;
+    let mut next = b'b';
+    for b in bdms {
+        let field = |f: &str| b.get(f).and_then(Value::as_str).unwrap_or_default();
+        if field("destination_type") == "volume" {
+            return Err(ComputeError::BadData(format!(
+                "InvalidBDM: block device mapping {} is a volume; volumes are not supported on this host",
+                field("uuid")
+            )));
+        }
+        if field("source_type") != "blank" || field("destination_type") != "local" {
+            continue;
+        }
+        let size = b.get("volume_size").and_then(Value::as_u64).unwrap_or(0);
+        let name = format!("/dev/vd{}", char::from(next));
+        next = next.saturating_add(1);
+        if field("guest_format") == "swap" {
+            info.swap = Some(SwapDisk {
+                device_name: name,
+                // nova keeps the swap size in MiB in volume_size.
+                size_mb: size,
+            });
+        } else {
+            let gf = field("guest_format");
+            info.ephemerals.push(EphemeralDisk {
+                device_name: name,
+                size_gb: size,
+                guest_format: (!gf.is_empty()).then(|| gf.to_string()),
+            });
+        }
+    }
+    Ok(info)
 }
 
 /// `NotImplementedError` as nova raises it for unsupported operations.
@@ -362,8 +415,26 @@ impl Agent {
         uuid: Uuid,
         args: &Map<String, Value>,
         ctx: &RequestContext,
-    ) -> SpawnRequest {
-        SpawnRequest {
+    ) -> Result<SpawnRequest, ComputeError> {
+        let flavor = inst
+            .get("flavor")
+            .and_then(|f| f.get("nova_object.data"))
+            .cloned()
+            .unwrap_or(Value::Null);
+        let extra_specs = flavor
+            .get("extra_specs")
+            .and_then(Value::as_object)
+            .map(|m| {
+                m.iter()
+                    .map(|(k, v)| {
+                        let text = v.as_str().map_or_else(|| v.to_string(), str::to_string);
+                        (k.clone(), text)
+                    })
+                    .collect()
+            })
+            .unwrap_or_default();
+        let block_devices = block_device_info(args.get("block_device_mapping"))?;
+        Ok(SpawnRequest {
             uuid,
             name: {
                 let n = str_field(inst, "display_name");
@@ -379,17 +450,14 @@ impl Agent {
                 .max(1),
             root_gb: u64::try_from(int_field(inst, "root_gb")).unwrap_or(0),
             ephemeral_gb: u64::try_from(int_field(inst, "ephemeral_gb")).unwrap_or(0),
-            swap_mb: 0,
+            swap_mb: flavor.get("swap").and_then(Value::as_u64).unwrap_or(0),
             image: args.get("image").cloned().unwrap_or(Value::Null),
-            block_devices: BlockDeviceInfo {
-                root_device_name: ROOT_DEVICE_NAME.to_string(),
-                ..BlockDeviceInfo::default()
-            },
+            block_devices,
             network_info: Vec::new(),
-            extra_specs: Default::default(),
+            extra_specs,
             context: ctx.clone(),
             power_on: true,
-        }
+        })
     }
 
     /// `build_and_run_instance` (nova's `_do_build_and_run_instance`).
@@ -495,7 +563,7 @@ impl Agent {
         self.save(inst, None).await?;
         inst.set("task_state", "spawning");
         self.save(inst, Some(json!("block_device_mapping"))).await?;
-        let req = Self::spawn_request(inst, uuid, args, ctx);
+        let req = Self::spawn_request(inst, uuid, args, ctx)?;
         self.run_driver(move |d| d.spawn(&req)).await?;
         // 0069: running.
         inst.set("power_state", 1);

@@ -39,6 +39,7 @@ use crate::placement::{ClientSettings, PlacementClient, ReportSettings, Reporter
 use crate::rpc::{BaseRpcEndpoint, Dispatcher, RpcClient, RpcServer, ServerConfig, Transport};
 use crate::virt::fake::FakeDriver;
 use crate::virt::pending::PendingKvmDriver;
+use crate::virt::Capabilities;
 use crate::virt::ComputeDriver;
 
 /// Errors of the compute service's own start and stop.
@@ -88,10 +89,13 @@ pub fn run(cfg: Config, opts: StartOptions) -> ExitCode {
 
 /// The driver named by `[DEFAULT] compute_driver`: nova's fake drivers
 /// map to [`FakeDriver`]; anything else is KVM (not able to build yet).
-pub fn driver_for(name: &str) -> Arc<dyn ComputeDriver> {
+pub fn driver_for(cfg: &Config) -> Arc<dyn ComputeDriver> {
+    let name = cfg.default.compute_driver.as_str();
     if name.starts_with("fake.") || name.starts_with("nova.virt.fake.") {
         Arc::new(FakeDriver::new())
     } else {
+        // The KVM driver (virt::kvm) is not wired in until its image layer
+        // lands (issue #10); builds end in ERROR with a clear fault.
         Arc::new(PendingKvmDriver)
     }
 }
@@ -136,7 +140,7 @@ async fn start_and_serve(
     for w in &inv.warnings {
         tracing::warn!("host inventory: {w}");
     }
-    let driver = driver_for(&cfg.default.compute_driver);
+    let driver = driver_for(&cfg);
     let transport = Arc::new(
         Transport::new(
             &cfg.default.transport_url,
@@ -266,7 +270,7 @@ async fn start_and_serve(
     .await;
     let node =
         ensure_compute_node(&conductor, &cfg, &inv, node_uuid, service.id(), opts.my_ip).await?;
-    let reporter = placement_reporter(&cfg);
+    let reporter = placement_reporter(&cfg, driver.capabilities());
     let agent = Arc::new(Agent::new(
         cfg.clone(),
         node_uuid,
@@ -685,11 +689,13 @@ impl Every {
 }
 
 /// The Placement reporter, when `[placement]` is configured.
-fn placement_reporter(cfg: &Config) -> Option<Arc<Reporter>> {
+/// The Placement reporter; its capability traits are the driver's answer.
+fn placement_reporter(cfg: &Config, capabilities: Capabilities) -> Option<Arc<Reporter>> {
     match PlacementClient::from_options(&cfg.placement, ClientSettings::default()) {
         Ok(c) => {
             let settings = ReportSettings {
                 resources: crate::placement::tree::ResourceSettings::from_config(&cfg.default),
+                capabilities,
                 ..ReportSettings::default()
             };
             Some(Arc::new(Reporter::new(Arc::new(c), settings)))

@@ -19,6 +19,7 @@ pub mod hugepages;
 pub mod inventory;
 pub mod numa;
 pub mod pci_spec;
+pub mod process;
 pub mod report;
 pub mod sriov;
 pub mod sysfs;

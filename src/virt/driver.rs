@@ -34,22 +34,7 @@ pub enum DriverError {
     Host(String),
 }
 
-/// What the driver can do, as nova's `capabilities` dict; becomes
-/// `COMPUTE_*` traits in Placement.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
-pub struct Capabilities {
-    pub has_imagecache: bool,
-    pub supports_attach_interface: bool,
-    pub supports_device_tagging: bool,
-    pub supports_multiattach: bool,
-    pub supports_pcpus: bool,
-    pub supports_extend_volume: bool,
-    pub supports_image_type_raw: bool,
-    pub supports_image_type_qcow2: bool,
-    pub supports_image_type_iso: bool,
-    pub supports_remote_managed_ports: bool,
-    pub supports_socket_pci_numa_affinity: bool,
-}
+pub use super::capabilities::Capabilities;
 
 /// `get_info`'s answer (nova's `hardware.InstanceInfo`).
 #[derive(Debug, Clone, PartialEq, Eq)]
